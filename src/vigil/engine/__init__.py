@@ -1,0 +1,1 @@
+"""The many-model engine: partitioning, the pure per-partition function, the local pool."""
