@@ -81,6 +81,9 @@ def ingest(
     tenant: TenantOpt = "default",
     strict: Annotated[bool, typer.Option(help="Reject a whole file on any bad row.")] = False,
     chunk_rows: Annotated[int, typer.Option(help="Rows per streamed chunk.")] = 1_000_000,
+    max_errors: Annotated[int, typer.Option(help="Bad rows reported in detail per file.")] = 100,
+    block_size: Annotated[int, typer.Option(help="CSV read block in bytes (longest line).")] = 1
+    << 20,
 ) -> None:
     """Ingest samples from CSV/Parquet files (timestamp, value, metric, label columns)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -98,8 +101,8 @@ def ingest(
             bar.update(task, completed=done, total=total)
 
         report = ingest_files(st, tenant, paths, strict=strict, chunk_rows=chunk_rows,
-                              progress=progress)
-    console.print(report.summary())
+                              progress=progress, max_errors=max_errors, block_size=block_size)
+    console.print(report.summary(), markup=False, highlight=False)
     if report.failed_files:
         raise typer.Exit(1)
 
@@ -115,7 +118,7 @@ def events_import(
     from vigil.events import import_events
 
     report = import_events(_open_store(store), tenant, path, strict=strict)
-    console.print(report.summary())
+    console.print(report.summary(), markup=False, highlight=False)
     if report.failed:
         raise typer.Exit(1)
 
@@ -143,7 +146,7 @@ def simulate(
     sites: Annotated[int, typer.Option(help="Number of sites.")] = 3,
     services: Annotated[int, typer.Option(help="Services per site.")] = 8,
     pods: Annotated[int, typer.Option(help="Pods per service.")] = 0,
-    days: Annotated[float, typer.Option(help="Days simulated.")] = 14,
+    days: Annotated[int, typer.Option(help="Days simulated.")] = 14,
     step: Annotated[int, typer.Option(help="Seconds between samples.")] = 300,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same fleet).")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",

@@ -1,46 +1,37 @@
 """Splitting the catalog into partitions.
 
-Series are assigned to partitions by a hash of their **peer-group key** (metric name plus the
-grouping labels, pod and instance dropped), so replicas of one service always land in the same
-partition and the peer model sees all of them.  Every model treats rows independently apart from
-peers, so results are identical for any number of partitions.
+Series are assigned to partitions by a hash of their **peer-group key**: the values of the peer
+model's ``group_by`` labels (metric, namespace, job, service, container; pod, instance and site
+left out), so every peer group lands whole in one partition and the peer model sees all its
+members.  Apart from peers, rows are independent, so results are identical for any number of
+partitions.
 
-Hash: the group key's series id (BLAKE2b-64 of its canonical bytes, see :mod:`vigil.series`),
-read as unsigned; ``partition = hash mod n``.
+Hash: the group key's BLAKE2b-64 (as :func:`vigil.series.series_id` computes it over the key's
+label set, absent labels omitted), read as unsigned; ``partition = hash mod n``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from vigil.models.peer import DEFAULT_GROUP_BY
 from vigil.series import series_id
 
-# Labels that distinguish replicas of one workload: dropped from the peer-group key.
-REPLICA_LABELS = ("pod", "instance", "container_id", "pod_ip")
 
-
-def group_key(labels: dict[str, str], peer_labels: Sequence[str] = REPLICA_LABELS,
-              ignore: Sequence[str] = ("site",)) -> dict[str, str]:
-    """The labels two series share when they are peers (same metric, same service...)."""
-    drop = set(peer_labels) | set(ignore)
-    return {k: v for k, v in labels.items() if k not in drop}
-
-
-def group_ids(label_sets: Sequence[dict[str, str]],
-              peer_labels: Sequence[str] = REPLICA_LABELS,
-              ignore: Sequence[str] = ("site",)) -> np.ndarray:
-    """int64 id of each series' peer group (a hash of its group key)."""
-    cache: dict[tuple[tuple[str, str], ...], int] = {}
-    out = np.empty(len(label_sets), dtype=np.int64)
-    for i, labels in enumerate(label_sets):
-        key = tuple(sorted(group_key(labels, peer_labels, ignore).items()))
-        gid = cache.get(key)
-        if gid is None:
-            gid = cache[key] = series_id(dict(key))
-        out[i] = gid
-    return out
+def group_ids(
+    label_sets: Sequence[Mapping[str, str]], group_by: Sequence[str] = DEFAULT_GROUP_BY
+) -> np.ndarray:
+    """int64 content hash of each series' peer-group key (hashed once per distinct key)."""
+    keys = ["\xff".join(ls.get(k, "") for k in group_by) for ls in label_sets]
+    uniq, inverse = np.unique(np.array(keys, dtype=object), return_inverse=True)
+    hashes = np.array(
+        [series_id({k: v for k, v in zip(group_by, u.split("\xff"), strict=True) if v})
+         for u in uniq],
+        dtype=np.int64,
+    )
+    return hashes[inverse.ravel()] if len(keys) else np.zeros(0, dtype=np.int64)
 
 
 def partition_of(keys: np.ndarray, n_partitions: int) -> np.ndarray:
