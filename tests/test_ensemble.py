@@ -39,7 +39,7 @@ def test_weights_favour_the_better_member() -> None:
 
 
 def test_default_ensemble_scores_and_forecasts() -> None:
-    truth, y = _daily(20, 24 * 28 + 24 * 7, seed=2)
+    _truth, y = _daily(20, 24 * 28 + 24 * 7, seed=2)
     fit_len = 24 * 28
     model = Ensemble().fit(_batch(y[:, :fit_len]))
     assert len(model.models_) == len(DEFAULT_MEMBERS)
@@ -60,7 +60,7 @@ def test_default_ensemble_scores_and_forecasts() -> None:
 
 
 def test_ensemble_interval_coverage() -> None:
-    truth, y = _daily(60, 24 * 28 + 48, seed=3, noise=2.0)
+    _truth, y = _daily(60, 24 * 28 + 48, seed=3, noise=2.0)
     fit_len = 24 * 28
     q = Ensemble().fit(_batch(y[:, :fit_len])).forecast(48, (0.1, 0.9))
     inside = (y[:, fit_len:] >= q[:, :, 0]) & (y[:, fit_len:] <= q[:, :, 1])
@@ -68,7 +68,7 @@ def test_ensemble_interval_coverage() -> None:
 
 
 def test_causal_deterministic_and_round_trip() -> None:
-    truth, y = _daily(6, 24 * 30, seed=4)
+    _truth, y = _daily(6, 24 * 30, seed=4)
     fit_len = 24 * 20
     base = Ensemble(members=FLAT_AND_DAILY).fit(_batch(y[:, :fit_len]))
     state, params = base.state(), base.params()
@@ -85,7 +85,7 @@ def test_causal_deterministic_and_round_trip() -> None:
 
 
 def test_short_window_has_no_holdout() -> None:
-    truth, y = _daily(3, 20, seed=5)
+    _truth, y = _daily(3, 20, seed=5)
     model = Ensemble(members=FLAT_AND_DAILY).fit(_batch(y))
     assert model.holdout_ == 0
     assert np.allclose(model.w_score_, 0.5)
@@ -120,14 +120,14 @@ def test_errors() -> None:
         Ensemble(holdout_ms=0)
     with pytest.raises(ValueError, match="power=-1"):
         Ensemble(power=-1)
-    with pytest.raises(ValueError, match="alpha=0.9"):
+    with pytest.raises(ValueError, match=r"alpha=0\.9"):
         Ensemble(alarm_rate=0.9)
     model = Ensemble(members=FLAT_AND_DAILY)
     for call in (lambda: model.score(_batch(np.zeros((1, 5)))), lambda: model.forecast(3),
                  model.state):  # fmt: skip
         with pytest.raises(RuntimeError, match="not fitted"):
             call()
-    truth, y = _daily(2, 24 * 10, seed=6)
+    _truth, y = _daily(2, 24 * 10, seed=6)
     model.fit(_batch(y))
     with pytest.raises(ValueError, match="1 series but the model was fitted on 2"):
         model.score(_batch(y[:1], start=240 * HOUR))
@@ -136,5 +136,16 @@ def test_errors() -> None:
         Ensemble(members=FLAT_AND_DAILY).set_state({"m0.level_": state["m0.level_"]})
     bad = dict(state)
     bad["m7.level_"] = state["m0.level_"]
-    with pytest.raises(ValueError, match="'m7.level_' names no member"):
+    with pytest.raises(ValueError, match=r"'m7\.level_' names no member"):
         Ensemble(members=FLAT_AND_DAILY).set_state(bad)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: Ensemble(), lambda: Ensemble(members=FLAT_AND_DAILY, power=0.0, alarm_rate=0.01)],
+    ids=["default", "two_ets"],
+)
+def test_conformance(make, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from model_conformance import ModelCase, check_all
+
+    check_all(ModelCase(make=make), tmp_path)

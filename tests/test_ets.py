@@ -53,7 +53,7 @@ def test_recovers_smoothing_parameter_of_local_level() -> None:
 
 
 def test_interval_coverage_on_seasonal_noise() -> None:
-    truth, y = _seasonal(150, 600 + 48, seed=3, noise=2.0)
+    _truth, y = _seasonal(150, 600 + 48, seed=3, noise=2.0)
     model = ETS().fit(_batch(y[:, :600]))
     q = model.forecast(48, (0.1, 0.5, 0.9))
     inside = (y[:, 600:] >= q[:, :, 0]) & (y[:, 600:] <= q[:, :, 2])
@@ -62,7 +62,7 @@ def test_interval_coverage_on_seasonal_noise() -> None:
 
 
 def test_simulated_paths_match_analytic_quantiles() -> None:
-    truth, y = _seasonal(20, 480, seed=4, slope=0.05)
+    _truth, y = _seasonal(20, 480, seed=4, slope=0.05)
     model = ETS().fit(_batch(y))
     q = model.forecast(30, (0.1, 0.5, 0.9))
     sims = model.simulate(30, 4000, seed=7)
@@ -108,7 +108,7 @@ def test_series_without_history_starts_online() -> None:
 
 
 def test_causal_scores_and_online_equivalence() -> None:
-    truth, y = _seasonal(8, 700, seed=6)
+    _truth, y = _seasonal(8, 700, seed=6)
     base = ETS().fit(_batch(y[:, :500]))
     state = base.state()
     a = ETS.from_state(base.params(), state).score(_batch(y[:, 500:], start=500 * HOUR))
@@ -127,7 +127,7 @@ def test_causal_scores_and_online_equivalence() -> None:
 
 
 def test_deterministic() -> None:
-    truth, y = _seasonal(10, 400, seed=7, slope=0.01)
+    _truth, y = _seasonal(10, 400, seed=7, slope=0.01)
     s1 = ETS(log=True).fit(_batch(y)).state()
     s2 = ETS(log=True).fit(_batch(y)).state()
     assert s1.keys() == s2.keys()
@@ -187,7 +187,7 @@ def test_invalid_parameters(kwargs: dict, message: str) -> None:
 
 
 def test_usage_errors() -> None:
-    truth, y = _seasonal(3, 200, seed=10)
+    _truth, y = _seasonal(3, 200, seed=10)
     with pytest.raises(RuntimeError, match="not fitted"):
         ETS().score(_batch(y))
     with pytest.raises(RuntimeError, match="not fitted"):
@@ -216,3 +216,14 @@ def test_season_length_and_loss_horizons() -> None:
     assert model.loss_horizons(HOUR, 720) == (12, 24, 48)
     assert model.loss_horizons(HOUR, 60) == (12, 24)
     assert model.loss_horizons(DAY, 100) == (2,)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: ETS(), lambda: ETS(log=True, horizons_ms=(12 * HOUR, DAY), refine=0)],
+    ids=["default", "forecasting"],
+)
+def test_conformance(make, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from model_conformance import ModelCase, check_all
+
+    check_all(ModelCase(make=make), tmp_path)

@@ -18,9 +18,9 @@ def test_detects_shift_not_spike() -> None:
     first0 = 150 + np.argmax(cp.flag[0, 150:] == 1)
     assert cp.flag[0, 150:].max() == 1 and first0 <= 155
     assert not (cp.flag[1] != 0).any()
-    assert np.flatnonzero(cp.flag[2])[0] == 152 and cp.flag[2, 152] == -1  # clip 4, k 1: 3 steps
+    assert np.flatnonzero(cp.flag[2])[0] == 151 and cp.flag[2, 151] == -1  # 3 + 3 >= h = 6
     assert (cp.flag[:, :150] == 0).all()
-    assert cp.statistic[2, 151] == pytest.approx(6.0 / 8.0)
+    assert cp.statistic[2, 150] == pytest.approx(3.0 / 6.0)
 
 
 def test_continuation_and_nan() -> None:

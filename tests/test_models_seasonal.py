@@ -228,9 +228,27 @@ def test_errors_name_the_problem() -> None:
         ({"huber": 1.0}, "huber=1.0 is invalid"),
         ({"margin": 1.0}, "margin=1.0 is invalid"),
         ({"relearn_after": -1}, "relearn_after=-1 is invalid"),
+        ({"calibration_passes": 0}, "calibration_passes=0 is invalid"),
         ({"cusum": {"h": 0}}, "cusum h=0 is invalid"),
         ({"guards": {"direction": "sideways"}}, "direction='sideways' is invalid"),
     ]
     for params, msg in bad:
         with pytest.raises(ValueError, match=msg):
             SeasonalBaseline(**params)  # type: ignore[arg-type]
+
+
+def test_block_fit_is_identical(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vigil.models.seasonal as seasonal
+
+    x = _seasonal(12, 21, 13, weekly=-30.0)
+    x[:6] = _seasonal(6, 21, 14)  # daily rows in some blocks, weekly in others
+    x[2] = np.nan
+    n_fit = 14 * 24
+    whole = SeasonalBaseline().fit(_batch(x, 0, n_fit, HOUR))
+    monkeypatch.setattr(seasonal, "FIT_BLOCK_CELLS", n_fit * 5)  # blocks of 5 rows
+    blocks = SeasonalBaseline().fit(_batch(x, 0, n_fit, HOUR))
+    assert sorted(set(whole.period_.tolist())) == [1, 24, 168]
+    for k, v in whole.state().items():
+        assert np.array_equal(v, blocks.state()[k], equal_nan=True), k
+    a, b = (m.score(_batch(x, n_fit, x.shape[1], HOUR)) for m in (whole, blocks))
+    assert np.array_equal(a.anomaly_score, b.anomaly_score, equal_nan=True)

@@ -150,7 +150,7 @@ def test_run_is_causal_per_file(tmp_path: Path) -> None:
 
 def test_postprocess_by_hand() -> None:
     # decay 0.5, floor 1, novelty weight 10; history [1, 3] seeds the range lo=1, hi=3
-    pp = PostProcess(decay=0.5, floor=1.0, novelty_weight=10.0, novelty_cap=10.0)
+    pp = PostProcess(decay=0.5, floor=1.0, initial_peak=1.0, novelty_weight=10.0)
     s = np.array([[0.5, 2.0, 1.0, 3.0]])
     v = np.array([[1.0, 2.0, 5.0, 0.0]])
     out = pp.apply(s, v, np.array([[1.0, 3.0]]))
@@ -166,9 +166,10 @@ def test_postprocess_by_hand() -> None:
         np.array([[np.nan, 0.0, 0.0]]), np.array([[7.0, np.nan, 8.0]]), np.array([[7.0, 7.0]])
     )
     np.testing.assert_allclose(flat, [[0.0, 0.0, 1000.0 / 1001.0]])
-    # without history the first value seeds the range
-    first = PostProcess().apply(np.zeros((1, 2)), np.array([[4.0, 4.0]]))
-    np.testing.assert_allclose(first, [[0.0, 0.0]])
+    # without history the first value seeds the range; the peak starts at initial_peak = 2
+    # and decays by 0.5 per column to the floor 1: r = 3/2, then 3/max(1, 3) = 1
+    first = PostProcess(decay=0.5).apply(np.array([[3.0, 3.0]]), np.array([[4.0, 4.0]]))
+    np.testing.assert_allclose(first, [[1.5 / 2.5, 0.5]])
 
 
 @given(
@@ -207,9 +208,13 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
     (fake / "data" / "c" / "x.csv").write_text("timestamp,value\n2014-01-01 00:00:00,\n")
     with pytest.raises(ValueError, match="value nan at row 0 is not a finite number"):
         load_corpus(fake)
+    (fake / "data" / "c" / "x.csv").write_text("timestamp,value\n2014-01-01 00:00:00,1\n")
+    with pytest.raises(ValueError, match=r"c/x\.csv has no two distinct timestamps"):
+        run_nab(fake, tmp_path / "out", EwmZScore)
     for kwargs, msg in [
         ({"decay": 0.0}, "decay=0.0 is invalid"),
         ({"floor": 0.0}, "floor=0.0 is invalid"),
+        ({"initial_peak": -1.0}, "initial_peak=-1.0 is invalid"),
         ({"novelty_weight": -1.0}, "novelty_weight=-1.0 is invalid"),
         ({"novelty_cap": 0.0}, "novelty_cap=0.0 is invalid"),
     ]:

@@ -204,6 +204,136 @@ def compact(store: StoreOpt, tenant: TenantOpt = "default") -> None:
     console.print(json.dumps(_open_store(store).compact(tenant), indent=2, default=str))
 
 
+@app.command()
+def backtest(
+    samples: Annotated[list[Path], typer.Argument(help="Long-format sample files or folders.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    events: Annotated[Path | None, typer.Option(help="Change events (JSON lines).")] = None,
+    truth: Annotated[Path | None, typer.Option(help="Simulator truth.json to score against.")] = None,
+    warmup: Annotated[str, typer.Option(help="First fit on this span.")] = "3d",
+    refit_every: Annotated[str, typer.Option(help="Refit schedule.")] = "1d",
+    fit_window: Annotated[str, typer.Option(help="Trailing window of each refit.")] = "14d",
+    workers: Annotated[int, typer.Option(help="Worker processes (0: every core).")] = 0,
+    partitions: Annotated[int, typer.Option(help="Partitions of the catalog.")] = 16,
+) -> None:
+    """Replay files as if live: causal scores, anomalies and a summary (vs truth if given)."""
+    import tempfile
+
+    from vigil.engine.backtest import BacktestConfig, backtest_store
+    from vigil.events import import_events
+    from vigil.ingest import ingest_files
+    from vigil.models.defaults import default_factory
+    from vigil.store import Store
+
+    with tempfile.TemporaryDirectory(prefix="vigil-backtest-") as tmp:
+        st = Store(Path(tmp))
+        report = ingest_files(st, "backtest", samples)
+        err.print(report.summary(details=3), markup=False, highlight=False)
+        if events is not None:
+            import_events(st, "backtest", events)
+        config = BacktestConfig(warmup=warmup, refit_every=refit_every, fit_window=fit_window,
+                                workers=workers or None, partitions=partitions)
+        summary = backtest_store(st, "backtest", out, default_factory(), config=config,
+                                 truth=truth, progress=_bar("backtest"))
+    _print_summary(summary)
+    console.print(f"wrote {out}/scores.parquet, anomalies.json, summary.json")
+
+
+def _bar(label: str):  # noqa: ANN202 - a progress callback
+    def progress(done: int, total: int) -> None:
+        err.print(f"  {label}: partition {done}/{total}", end="\r")
+
+    return progress
+
+
+def _print_summary(summary: dict) -> None:
+    console.print(f"{summary['series']:,} series x {summary['steps']:,} steps; "
+                  f"{summary['alerts']:,} anomaly intervals "
+                  f"({summary['alerts_per_series_day']:.3f} per series-day)")
+    truth = summary.get("truth")
+    if truth:
+        table = Table("incident kind", "incidents", "recall", "median delay (min)")
+        for kind, row in truth["per_kind"].items():
+            delay = row["median_delay_minutes"]
+            table.add_row(kind, str(row["incidents"]), f"{row['recall']:.2f}",
+                          "-" if delay is None else f"{delay:.0f}")
+        console.print(table)
+        precision = truth["precision"]
+        console.print(f"recall {truth['recall']:.2f}, precision "
+                      f"{'-' if precision is None else f'{precision:.2f}'}, false intervals per "
+                      f"1,000 series-days {truth['false_alerts_per_1000_series_days']:.1f}")
+
+
+@app.command()
+def detect(
+    store: StoreOpt,
+    tenant: TenantOpt = "default",
+    since: Annotated[str | None, typer.Option(help="Score from here (default: the cursor).")] =
+    None,
+    until: Annotated[str | None, typer.Option(help="Score up to here (default: newest).")] =
+    None,
+    fit_window: Annotated[str, typer.Option(help="History the model is fitted on.")] = "14d",
+    warmup: Annotated[str, typer.Option(help="History needed before the first run.")] = "3d",
+    workers: Annotated[int, typer.Option(help="Worker processes (0: every core).")] = 0,
+) -> None:
+    """Score what the store holds since the last run; results stay in the store."""
+    from vigil.engine.backtest import BacktestConfig
+    from vigil.engine.detect import detect_store
+    from vigil.models.defaults import default_factory
+
+    config = BacktestConfig(fit_window=fit_window, warmup=warmup, workers=workers or None)
+    result = detect_store(_open_store(store), tenant, default_factory(),
+                          since=parse_time(since) if since else None,
+                          until=parse_time(until) if until else None, config=config)
+    console.print_json(json.dumps(result))
+
+
+@app.command()
+def demo(
+    store: StoreOpt,
+    out: Annotated[Path, typer.Option("--out", help="Working directory.")] = Path("vigil-demo"),
+    tenant: TenantOpt = "demo",
+    sites: Annotated[int, typer.Option(help="Sites in the simulated fleet.")] = 3,
+    services: Annotated[int, typer.Option(help="Services per site.")] = 8,
+    days: Annotated[int, typer.Option(help="Days simulated.")] = 14,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Simulate a fleet with incidents, ingest it, replay it through the engine, score it."""
+    from vigil.demo import run_demo
+
+    result = run_demo(_open_store(store), tenant, out, sites=sites, services=services,
+                      days=days, seed=seed, say=console.print)
+    console.print(f"store {store} (tenant {tenant}); fleet {result.fleet_dir}; "
+                  f"backtest {result.backtest_dir}")
+    _print_summary(result.summary)
+    console.print("stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in
+                                              result.timings.items()))
+
+
+@bench_app.command("nab")
+def bench_nab(
+    data: Annotated[Path, typer.Option(help="NAB folder (data/, labels/).")] =
+    Path("../shared/data/nab"),
+    out: Annotated[Path, typer.Option(help="Results directory (NAB layout).")] = Path("nab-out"),
+) -> None:
+    """Run the default detector over NAB causally and print the three NAB scores."""
+    from vigil.benchmarks.nab import run_nab
+
+    result = run_nab(data, out, progress=lambda name: err.print(f"  {name}", end="\r"))
+    console.print_json(json.dumps(result, default=str))
+
+
+@bench_app.command("m4")
+def bench_m4(
+    data: Annotated[Path, typer.Option(help="M4 folder (Hourly-train.csv, Hourly-test.csv).")] =
+    Path("../shared/data/m4"),
+) -> None:
+    """Forecast M4 Hourly 48 steps ahead; print sMAPE, MASE and OWA (Naive2 as reference)."""
+    from vigil.benchmarks.m4 import run_m4
+
+    run_m4(data, verbose=True)
+
+
 def main() -> None:
     from vigil.series import LabelError
 

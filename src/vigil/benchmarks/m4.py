@@ -83,7 +83,9 @@ def load_m4_hourly(data_dir: Path) -> M4Data:
     return M4Data(names, train, test[:, :HORIZON], lengths)
 
 
-def _left_dense(train: np.ndarray, lengths: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+def _left_dense(
+    train: np.ndarray, lengths: np.ndarray, length: int
+) -> tuple[np.ndarray, np.ndarray]:
     rows = np.flatnonzero(lengths == length)
     return rows, train[rows, train.shape[1] - length :]
 

@@ -75,9 +75,15 @@ class NabFile:
         return probation_length(len(self.values))
 
     def step(self) -> int:
+        """The median of the positive gaps between consecutive rows (ms)."""
         d = np.diff(self.timestamps)
         d = d[d > 0]
-        return int(np.median(d)) if len(d) else 60_000
+        if not len(d):
+            raise ValueError(
+                f"{self.key} has no two distinct timestamps: expected at least two rows with "
+                "increasing timestamps to infer the step"
+            )
+        return int(np.median(d))
 
     def batch(self) -> SeriesBatch:
         labels = {"__name__": "nab_value", "file": self.key}

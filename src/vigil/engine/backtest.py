@@ -26,9 +26,10 @@ import pyarrow.parquet as pq
 from vigil.batch import SeriesBatch
 from vigil.engine.evaluate import evaluate, load_truth
 from vigil.engine.intervals import Intervals, find_intervals
+from vigil.engine.limits import limit_matrix
 from vigil.engine.partition import group_ids
 from vigil.engine.pool import Progress, run_partitioned
-from vigil.engine.replay import ModelFactory, ReplayConfig
+from vigil.engine.replay import ExhaustionRecords, ModelFactory, ReplayConfig
 from vigil.models.base import Scores
 from vigil.series import labels_json
 from vigil.timeparse import format_ms
@@ -43,6 +44,9 @@ class BacktestConfig:
     fit_window: str = "14d"
     step_ms: int | None = None  # None: the most common spacing of the data
     merge_gap_steps: int = 3
+    forecast_every: str = "1h"  # "0": no exhaustion forecasts
+    horizon: str = "48h"
+    trend_window: str = "24h"
     partitions: int = 16
     workers: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -92,16 +96,44 @@ def backtest_batch(
     config: BacktestConfig,
     factory: ModelFactory,
     progress: Progress | None = None,
-) -> Scores:
+) -> tuple[Scores, ExhaustionRecords]:
     step = batch.step
+    forecasting = config.forecast_every not in ("0", "", "off")
     replay = ReplayConfig(
         warmup_steps=max(1, parse_duration(config.warmup) // step),
         refit_every_steps=max(1, parse_duration(config.refit_every) // step),
         fit_window_steps=max(1, parse_duration(config.fit_window) // step),
+        forecast_every_steps=max(1, parse_duration(config.forecast_every) // step)
+        if forecasting else 0,
+        horizon_steps=max(1, parse_duration(config.horizon) // step),
+        trend_window_steps=max(3, parse_duration(config.trend_window) // step),
     )
     groups = group_ids(list(batch.labels))
+    limits = limit_matrix(batch.labels, batch.values) if forecasting else None
     return run_partitioned(batch, groups, replay, factory, n_partitions=config.partitions,
-                           workers=config.workers, progress=progress)
+                           workers=config.workers, progress=progress, limits=limits)
+
+
+def exhaustion_records(batch: SeriesBatch, ex: ExhaustionRecords) -> list[dict[str, Any]]:
+    """The engine's exhaustion forecasts as dicts (times in ms, None beyond the horizon)."""
+
+    def ms(v: float) -> int | None:
+        return None if not np.isfinite(v) else int(v)
+
+    return [
+        {
+            "series_id": int(batch.series_ids[r]),
+            "labels": batch.labels[r],
+            "evaluated_at": batch.start + int(c) * batch.step,
+            "limit": float(lim),
+            "probability": float(p),
+            "crossing_p50": ms(p50),
+            "crossing_lo": ms(lo),
+            "crossing_hi": ms(hi),
+        }
+        for c, r, lim, p, p50, lo, hi in zip(ex.col, ex.row.astype(np.int64), ex.limit,
+                                             ex.probability, ex.p50, ex.lo, ex.hi, strict=True)
+    ]
 
 
 def anomaly_records(batch: SeriesBatch, scores: Scores, merge_gap_steps: int) -> list[dict]:
@@ -167,8 +199,9 @@ def backtest_store(
     batch = load_tenant_batch(store, tenant, config.step_ms)
     timings["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scores = backtest_batch(batch, config, factory, progress)
+    scores, exhaustion = backtest_batch(batch, config, factory, progress)
     timings["score_s"] = time.perf_counter() - t0
+    forecasts = exhaustion_records(batch, exhaustion)
     anomalies = anomaly_records(batch, scores, config.merge_gap_steps)
     days = batch.n_steps * batch.step / DAY_MS
     summary: dict[str, Any] = {
@@ -186,6 +219,7 @@ def backtest_store(
                                     days=days)
     t0 = time.perf_counter()
     write_outputs(out_dir, batch, scores, anomalies, summary)
+    (out_dir / "exhaustion.json").write_text(json.dumps(forecasts))
     timings["write_s"] = time.perf_counter() - t0
     summary["timings"] = timings
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

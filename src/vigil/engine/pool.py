@@ -9,6 +9,7 @@ of workers or partitions.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -18,23 +19,24 @@ import numpy as np
 
 from vigil.batch import SeriesBatch
 from vigil.engine.partition import partition_of
-from vigil.engine.replay import ModelFactory, ReplayConfig, replay_partition
+from vigil.engine.replay import ExhaustionRecords, ModelFactory, ReplayConfig, replay_partition
 from vigil.models.base import Scores
 
 Progress = Callable[[int, int], None]
 
 
 def _init_worker() -> None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     import numba
 
     numba.set_num_threads(1)
 
 
-def _run_one(batch: SeriesBatch, config: ReplayConfig, factory: ModelFactory) -> Scores:
-    scores, _ = replay_partition(batch, config, factory)
-    return scores
+def _run_one(batch: SeriesBatch, config: ReplayConfig, factory: ModelFactory,
+             limits: np.ndarray | None) -> tuple[Scores, ExhaustionRecords]:
+    scores, _, exhaustion = replay_partition(batch, config, factory, limits)
+    return scores, exhaustion
 
 
 def run_partitioned(
@@ -46,8 +48,10 @@ def run_partitioned(
     n_partitions: int,
     workers: int | None = None,
     progress: Progress | None = None,
-) -> Scores:
-    """Replay every partition of ``batch`` and return scores in the batch's row order."""
+    limits: np.ndarray | None = None,
+) -> tuple[Scores, ExhaustionRecords]:
+    """Replay every partition of ``batch``; scores in the batch's row order, and the exhaustion
+    forecasts (rows in the batch's numbering, sorted by evaluation column then row)."""
     workers = workers or os.cpu_count() or 1
     part = partition_of(groups, n_partitions)
     members = [np.flatnonzero(part == p) for p in range(n_partitions)]
@@ -56,24 +60,39 @@ def run_partitioned(
     out = {f.name: np.empty((n, t), dtype=bool if f.name == "warming_up" else np.float64)
            for f in fields(Scores)}
 
-    def place(rows: np.ndarray, scores: Scores) -> None:
+    found: list[ExhaustionRecords] = []
+
+    def place(rows: np.ndarray, result: tuple[Scores, ExhaustionRecords]) -> None:
+        scores, exhaustion = result
         for name in out:
             out[name][rows] = getattr(scores, name)
+        found.append(exhaustion.take_rows(rows))
+
+    def part_limits(rows: np.ndarray) -> np.ndarray | None:
+        return None if limits is None else limits[rows]
 
     done = 0
     if workers == 1 or len(members) == 1:
         for rows in members:
-            place(rows, _run_one(batch.rows(rows), config, factory))
+            place(rows, _run_one(batch.rows(rows), config, factory, part_limits(rows)))
             done += 1
             if progress:
                 progress(done, len(members))
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as ex:
-            futures = {ex.submit(_run_one, batch.rows(rows), config, factory): i
+        # spawn, not fork: numba's OpenMP layer may already run threads in this process
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+                                 mp_context=ctx) as ex:
+            futures = {ex.submit(_run_one, batch.rows(rows), config, factory,
+                                 part_limits(rows)): i
                        for i, rows in enumerate(members)}
             for fut in as_completed(futures):
                 place(members[futures[fut]], fut.result())
                 done += 1
                 if progress:
                     progress(done, len(members))
-    return Scores(**out)
+    merged = ExhaustionRecords.concat(found)
+    order = np.lexsort((merged.row, merged.col))
+    return Scores(**out), ExhaustionRecords(*(getattr(merged, k)[order] for k in
+                                              ("col", "row", "limit", "probability", "p50",
+                                               "lo", "hi")))

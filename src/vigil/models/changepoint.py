@@ -9,8 +9,8 @@ shift on its own:
 A shift is **confirmed** when ``S+ >= h`` (upward, flag +1) or ``S- >= h`` (downward, flag -1);
 both sums then restart at 0.  The per-point ``statistic`` is ``max(S+, S-) / h``: 0 when the
 residuals are centred, 1 at the confirmation boundary, so an ensemble can read it like an
-anomaly score.  With the defaults (``k = 1``, ``h = 8``, ``clip = 4``) a shift of 3 units is
-confirmed after 4 steps, a large one after 3, and an isolated spike never.
+anomaly score.  With the defaults (``k = 1``, ``h = 6``, ``clip = 4``) a shift of 3 units is
+confirmed after 3 steps, a large one after 2, and an isolated spike never.
 
 :class:`vigil.models.seasonal.SeasonalBaseline` runs this recursion inside its own scoring
 kernel (``cusum_update``) and re-learns its level on confirmation as the mean of the
@@ -32,7 +32,7 @@ from numba import njit
 @dataclass(frozen=True)
 class CusumParams:
     k: float = 1.0  # allowance: drift per step ignored (half the smallest shift of interest)
-    h: float = 8.0  # decision threshold
+    h: float = 6.0  # decision threshold
     clip: float = 4.0  # |z| clip, so a single outlier adds at most clip - k
 
     def __post_init__(self) -> None:

@@ -30,10 +30,17 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from vigil.batch import SeriesBatch
-from vigil.models import calibration, ets_init, ets_kernels
+from vigil.models import calibration, ets_init
 from vigil.models.base import Model, Scores
 from vigil.models.ets import ETS
-from vigil.models.ets_scoring import calibrate, combine, make_scores, prior_tail
+from vigil.models.ets_scoring import (
+    combine,
+    finish_scores,
+    prior_tail,
+    scale_filter,
+    scale_score,
+    tail_args,
+)
 from vigil.models.guards import Guards
 
 HOUR_MS = 3_600_000
@@ -182,7 +189,10 @@ class Ensemble(Model):
         # the ensemble's running scale and tail calibration, from the holdout's residuals
         resid = y - combine(expected, self.w_score_)
         sd = self._scale(resid)
-        tail = calibrate(resid, sd, np.full(n, min(self.warmup, h // 2)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = np.where(sd > 0, resid / sd, np.nan)
+        z[:, : min(self.warmup, h // 2)] = np.nan
+        tail = calibration.fit_tail(z)
         self.nu_, self.c_ = tail.nu, tail.c
         self.end_ = int(batch.end)
         return self
@@ -200,7 +210,7 @@ class Ensemble(Model):
         return (1e-6 * np.maximum(mag, 1e-3)) ** 2
 
     def _scale(self, resid: np.ndarray) -> np.ndarray:
-        return ets_kernels.scale_filter(
+        return scale_filter(
             np.ascontiguousarray(resid), self.sigma2_, self.floor2_, self.nobs_,
             self.sigma_rate, self.reject, self.warmup,
         )  # fmt: skip
@@ -221,17 +231,17 @@ class Ensemble(Model):
         self._check(batch)
         parts = [self._one_step(model, batch) for model in self.models_]
         expected = combine(np.stack([p[0] for p in parts]), self.w_score_)
-        resid = batch.values - expected
-        seen = self.nobs_.copy()
-        sd = self._scale(resid)
+        out, own_warm = scale_score(
+            expected, np.ascontiguousarray(batch.values, dtype=np.float64), self.sigma2_,
+            self.floor2_, self.nobs_, self.sigma_rate, self.reject, self.warmup,
+            *tail_args((self.nu_, self.c_), self.alarm_rate),
+        )  # fmt: skip
         # warming up: the members holding most of the weight are, or the own scale is
         member_warm = combine(np.stack([p[1] for p in parts]).astype(np.float64), self.w_score_)
-        own_warm = seen[:, None] + np.cumsum(~np.isnan(resid), axis=1) <= self.warmup
         self.end_ = int(batch.end)
-        scores, self.guard_hist_ = make_scores(
-            expected, resid, sd, batch.values, np.zeros(batch.n_series, dtype=bool),
-            (self.nu_, self.c_), self.alarm_rate, (member_warm > 0.5) | own_warm, self.guards,
-            self.direction_, self.guard_hist_,
+        scores, self.guard_hist_ = finish_scores(
+            out, (member_warm > 0.5) | own_warm, batch.values, self.guards, self.direction_,
+            self.guard_hist_,
         )  # fmt: skip
         return scores
 

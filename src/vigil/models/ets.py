@@ -1,23 +1,40 @@
 """Exponential smoothing (ETS with additive errors: A,N,N / A,Ad,N / A,N,A / A,Ad,A).
 
-Per-series parameters are chosen by a vectorised likelihood search: a shared grid of
-(alpha, gamma) without trend is evaluated for every series at once (numba, ``prange`` over
-series, combinations as the SIMD axis), then a per-series refinement grid around each
-series' best seasonal and non-seasonal points adds damped trends and local steps.  The form
-is chosen per series by AIC of the Gaussian likelihood (``nobs * log(SSE / nobs) + 2 k``).
-Initial states come from the first seasons (per-phase medians of the detrended first
-``init_seasons`` seasons).  The fitting loss clips errors at ``clip`` robust standard
-deviations (of the first differences), so isolated outliers barely move the parameters.
+One error-correction recursion covers the four forms (see :mod:`vigil.models.ets_kernels`);
+``phi = 0`` switches the trend off, ``gamma = 0`` the season.  The season is ``season_ms``
+(default a day) in steps of the batch, phases absolute (``(start // step + k) % m``).
 
-``score`` is causal and online: each point is predicted from the state before it, scored,
-then learnt unless it is anomalous (``|e| > reject * sigma``), in which case the prediction
-stands in for it; a run of more than ``max_run`` anomalous points is taken as a level shift
-and learnt.  ``forecast`` gives Gaussian quantiles with the analytic variance growth
-``sigma^2 (1 + sum_{i<h} c_i^2)``, ``c_i = alpha + beta (phi + ... + phi^i) + gamma [m | i]``.
+**Fit** (vectorised over series):
+
+* initial states: level and trend from the first ``init_seasons`` seasons, the seasonal
+  states as per-phase medians around a centred moving mean of the whole window (robust);
+* a shared grid over every requested form (``alphas`` / ``trend_alphas``, ``beta_ratios``
+  times alpha, ``gammas``, ``phis``) is evaluated for all series in one numba pass (``prange``
+  over series, the combinations as the SIMD axis), then ``refine`` rounds of per-series
+  coordinate steps around each form's best point;
+* the loss is the sum of squared one-step errors, clipped at ``clip`` robust sds (of the first
+  differences) so isolated outliers barely move the parameters, plus — with ``horizons_ms`` —
+  the squared errors of the forecasts those leads ahead (from every ``stride``-th origin,
+  weighted by ``stride``): a forecasting criterion;
+* the form is chosen per series by AIC, ``nobs log(loss / nobs) + 2 k``;
+* the filter then runs over the window (the state stands at ``batch.end``), and the one-step
+  residuals calibrate the tail law through :mod:`vigil.models.calibration`.
+
+**Score** is causal and online: each point is predicted from the state before it, scored,
+then learnt unless anomalous (``|e| > reject * sigma``), in which case the prediction stands
+in for it; a run of more than ``max_run`` anomalous points is a level shift and is learnt.
+A missing value advances the state by its prediction.  Scores go through the guards.
+
+**Forecast**: quantiles ``mean + sd_h c t_nu(q)`` with the analytic variance growth
+``sigma^2 (1 + sum_{i<h} c_i^2)``, ``c_i = alpha + beta (phi + ... + phi^i) + gamma [m | i]``;
+``simulate`` draws paths from the same model.
 
 With ``log=True`` series whose fit window is strictly positive are modelled on the log scale
-(multiplicative error, trend and season); forecasts are transformed back (quantiles are
-preserved by the monotone transform).
+(multiplicative error, trend and season); values and quantiles are transformed back (exact
+for quantiles).  A later value <= 0 on such a series is placed far below normal.
+
+A series with no observed value yet has a NaN state and forecast; it starts from its first
+value online and is ``warming_up`` for ``warmup`` points.
 """
 
 from __future__ import annotations
@@ -30,7 +47,8 @@ import numpy as np
 from vigil.batch import SeriesBatch
 from vigil.models import calibration, ets_init, ets_kernels
 from vigil.models.base import Model, Scores
-from vigil.models.ets_scoring import calibrate, make_scores, quantile_factors
+from vigil.models.ets_kernels import NO_OUTPUT, PREDICT, RESIDUALS, SCORES
+from vigil.models.ets_scoring import finish_scores, quantile_factors, tail_args
 from vigil.models.guards import Guards
 
 FORMS = ("ANN", "AAdN", "ANA", "AAdA")
@@ -165,10 +183,9 @@ class ETS(Model):
         n = batch.n_series
         m = self.season_length(batch.step)
         phase0 = (batch.start // batch.step) % m
-        self.log_, self.log_floor_ = self._log_rows(batch.values)
-        y = batch.values
-        if self.log_.any():
-            y = ets_kernels.log_rows(np.ascontiguousarray(y, dtype=np.float64), self.log_)
+        y_raw = np.ascontiguousarray(batch.values, dtype=np.float64)
+        self.log_, self.log_floor_ = self._log_rows(y_raw)
+        y = ets_init.log_rows(y_raw, self.log_) if self.log_.any() else y_raw
         init = ets_init.initial_states(y, m, phase0, self.init_seasons)
         alpha, beta, gamma, phi, sse, nobs, form = ets_init.search(
             y, m, phase0, init, self.forms, self.clip, self.grid,
@@ -191,41 +208,39 @@ class ETS(Model):
         self.m_ = m
         self.step_ = int(batch.step)
         self.end_ = int(batch.start)
-        _, resid, sd, _ = self._filter(batch.values, init.first, outputs=True)
-        tail = calibrate(resid, sd, init.first + self.warmup)
+        out, _ = self._filter(y_raw, init.first, RESIDUALS)
+        tail = calibration.fit_tail(out[0])
         self.nu_, self.c_ = tail.nu, tail.c
         self.end_ = int(batch.end)
         return self
 
-    def advance(self, batch: SeriesBatch) -> tuple[np.ndarray, ...]:
-        """Run the state over ``batch`` and return the raw one-step outputs (model scale):
-        ``yhat, resid, sd, warming`` [n, T] each (what ``score`` turns into scores)."""
-        self._check(batch)
-        out = self._filter(batch.values, np.zeros(batch.n_series, dtype=np.int64), True)
-        self.end_ = int(batch.end)
-        return out
-
     def one_step(self, batch: SeriesBatch) -> tuple[np.ndarray, np.ndarray]:
-        """Advance over ``batch``; the one-step predictions on the data's scale and the
-        warm-up flags [n, T] (cheaper than ``score`` when only predictions are needed)."""
-        yhat, _, _, warming = self.advance(batch)
-        if self.log_.any():
-            yhat[self.log_] = np.exp(np.minimum(yhat[self.log_], 700.0))
-        return yhat, warming
+        """Advance over ``batch``; the one-step predictions (data scale) and the warm-up flags
+        [n, T] (cheaper than ``score`` when only predictions are needed)."""
+        self._check(batch)
+        out, warming = self._filter(batch.values, self._no_first(batch), PREDICT)
+        self.end_ = int(batch.end)
+        return out[0], warming
 
     def score(self, batch: SeriesBatch) -> Scores:
-        yhat, resid, sd, warming = self.advance(batch)
-        scores, self.guard_hist_ = make_scores(
-            yhat, resid, sd, batch.values, self.log_, (self.nu_, self.c_), self.alarm_rate,
-            warming, self.guards, self.direction_, self.guard_hist_,
-        )  # fmt: skip
+        self._check(batch)
+        args = tail_args((self.nu_, self.c_), self.alarm_rate)
+        out, warming = self._filter(batch.values, self._no_first(batch), SCORES, args)
+        self.end_ = int(batch.end)
+        scores, self.guard_hist_ = finish_scores(
+            out, warming, batch.values, self.guards, self.direction_, self.guard_hist_
+        )
         return scores
 
     def update(self, batch: SeriesBatch) -> Self:
         self._check(batch)
-        self._filter(batch.values, np.zeros(batch.n_series, dtype=np.int64), False)
+        self._filter(batch.values, self._no_first(batch), NO_OUTPUT)
         self.end_ = int(batch.end)
         return self
+
+    @staticmethod
+    def _no_first(batch: SeriesBatch) -> np.ndarray:
+        return np.zeros(batch.n_series, dtype=np.int64)
 
     def forecast(self, horizon: int, quantiles: Sequence[float] = (0.1, 0.5, 0.9)) -> np.ndarray:
         mean, sd = self.forecast_moments(horizon)
@@ -253,7 +268,8 @@ class ETS(Model):
         return mean, sd
 
     def simulate(self, horizon: int, n_paths: int, seed: int = 0) -> np.ndarray:
-        """Sample paths [n, n_paths, horizon] from the fitted state (Gaussian errors).
+        """Sample paths [n, n_paths, horizon] from the fitted state, errors drawn from the
+        calibrated law ``sigma c T_nu`` (the forecast's one-step law).
 
         Vectorised over series and paths (a loop over the horizon only); memory is
         ``n * n_paths * m`` floats for the seasonal states.
@@ -264,7 +280,8 @@ class ETS(Model):
             )
         rng = np.random.default_rng(seed)
         n = len(self.level_)
-        sig = np.sqrt(np.maximum(self.sigma2_, self.floor2_))[:, None]
+        sig = (np.sqrt(np.maximum(self.sigma2_, self.floor2_)) * self.c_)[:, None]
+        nu = np.broadcast_to(self.nu_[:, None], (n, n_paths))
         lv = np.repeat(self.level_[:, None], n_paths, axis=1)
         tr = np.repeat(self.trend_[:, None], n_paths, axis=1)
         season = np.repeat(self.season_[:, None, :], n_paths, axis=1)
@@ -273,7 +290,7 @@ class ETS(Model):
         first = self.end_ // self.step_
         for h in range(horizon):
             p = (first + h) % self.m_
-            e = rng.standard_normal((n, n_paths)) * sig
+            e = rng.standard_t(nu) * sig
             d = ph * tr
             out[:, :, h] = lv + d + season[:, :, p] + e
             lv = lv + d + a * e
@@ -321,13 +338,17 @@ class ETS(Model):
         n = len(values)
         if not self.log:
             return np.zeros(n, dtype=bool), np.zeros(n)
-        lo, hi = ets_kernels.row_range(np.ascontiguousarray(values, dtype=np.float64))
+        lo, hi = ets_init.row_range(values)
         positive = lo > 0  # NaN (no data) compares False
         return positive, np.where(positive, 1e-9 * hi, 0.0)
 
     def _filter(
-        self, y: np.ndarray, first: np.ndarray, outputs: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        self, y: np.ndarray, first: np.ndarray, mode: int, tail: tuple[Any, ...] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if tail is None:
+            n = len(self.level_)
+            tail = (np.ones(n), np.ones(n), np.ones(n), np.zeros(n, dtype=np.int64),
+                    np.zeros((1, 2)), np.ones(1), -1.0)  # fmt: skip
         return ets_kernels.filter_states(
             np.ascontiguousarray(y, dtype=np.float64),
             first.astype(np.int64),
@@ -336,5 +357,5 @@ class ETS(Model):
             self.level_, self.trend_, self.season_, self.sigma2_,
             self.run_, self.run_sum_, self.floor2_, self.nobs_,
             self.clip, self.reject, self.max_run, self.sigma_rate, self.warmup,
-            self.log_, self.log_floor_, outputs,
+            self.log_, self.log_floor_, mode, *tail,
         )  # fmt: skip

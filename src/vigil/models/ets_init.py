@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit, prange
 
 from vigil.models import ets_kernels
+from vigil.models.seasonality import select
 
 FORM_CODES = {"ANN": 0, "AAdN": 1, "ANA": 2, "AAdA": 3}
 _MIN_SEARCH = 8  # fewer observed points than this: no search, ANN with _DEFAULT_ALPHA
 _DEFAULT_ALPHA = 0.2
-
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Grid:
     phis: tuple[float, ...]
     phi_max: float
     stride: int
+
+
 _NO_CLIP = 1e300  # clip bound that never binds (fast-math kernels assume finite values)
 
 
@@ -85,13 +88,13 @@ def initial_states(y: np.ndarray, m: int, phase0: int, init_seasons: int) -> Ini
             start = nanmedian(means - slope[:, None] * centre[None, :], 1)
             seasonal_ok = (k >= 2) & (count >= 2 * m) & (span >= 3 * m) & np.isfinite(start)
             if seasonal_ok.any():
-                prof = ets_kernels.seasonal_profile(np.ascontiguousarray(y), m, int(phase0))
+                prof = seasonal_profile(y, m, int(phase0))
                 season = np.where(seasonal_ok[:, None], prof, 0.0)
             level = np.where(seasonal_ok, start - slope, level)
             trend = np.where(seasonal_ok, slope, 0.0)
     return Init(
         first, count, level, trend, season, seasonal_ok,
-        ets_kernels.diff_scale(np.ascontiguousarray(y)),
+        diff_scale(y),
     )  # fmt: skip
 
 
@@ -107,7 +110,6 @@ def _run_grid(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     alpha, beta, gamma, phi, sf = (np.ascontiguousarray(c, dtype=np.float64) for c in combos)
     bound = np.where(init.scale > 0, clip * init.scale, _NO_CLIP) if clip > 0 else _NO_CLIP
-    y = np.ascontiguousarray(y, dtype=np.float64)
     return ets_kernels.grid_sse(
         y,
         ~np.isnan(y),
@@ -139,7 +141,9 @@ def _stage1(forms: Sequence[str], seasonal: bool, grid: Grid) -> np.ndarray:
     return np.array(rows).reshape(-1, 5)
 
 
-def _steps(params: tuple[np.ndarray, ...], code: int, phi_max: float) -> list[tuple[np.ndarray, ...]]:
+def _steps(
+    params: tuple[np.ndarray, ...], code: int, phi_max: float
+) -> list[tuple[np.ndarray, ...]]:
     """Coordinate steps around per-series best parameters of one form."""
     a, b, g, ph, s = params
     out: list[tuple[np.ndarray, ...]] = []
@@ -228,3 +232,131 @@ def search(
     out_p = np.where(short, 0.0, out_p)
     out_form = np.where(short, 0, out_form)
     return out_a, out_b, out_g, out_p, sse[r, best], nobs, out_form
+
+
+@njit(cache=True)
+def _median(buf: np.ndarray, k: int) -> float:  # pragma: no cover - compiled
+    """Median of ``buf[:k]`` (no NaN), reordering it in place."""
+    hi = select(buf, k, k // 2)
+    if k % 2:
+        return hi
+    lo = buf[0]
+    for j in range(1, k // 2):
+        lo = max(lo, buf[j])
+    return 0.5 * (lo + hi)
+
+
+@njit(parallel=True, cache=True)
+def diff_scale(y: np.ndarray) -> np.ndarray:
+    """Robust sd of the one-step noise per row: 1.4826 x the median absolute difference
+    between consecutive observed values, over sqrt(2); -1 where not positive or unknown."""
+    n, t_len = y.shape
+    out = np.full(n, -1.0)
+    for i in prange(n):
+        buf = np.empty(t_len)
+        k = 0
+        prev = np.nan
+        for t in range(t_len):
+            v = y[i, t]
+            if np.isnan(v):
+                continue
+            if not np.isnan(prev):
+                buf[k] = abs(v - prev)
+                k += 1
+            prev = v
+        if k == 0:
+            continue
+        mad = _median(buf, k) * 1.4826 / np.sqrt(2.0)
+        if mad > 0:
+            out[i] = mad
+    return out
+
+
+@njit(parallel=True, cache=True)
+def seasonal_profile(y: np.ndarray, m: int, phase0: int) -> np.ndarray:
+    """Per-phase median of each row minus its centred moving mean (2 x m for even m), centred
+    to mean zero -> [n, m]; 0 for phases without data.  Column t has phase (phase0 + t) % m."""
+    n, t_len = y.shape
+    out = np.zeros((n, m))
+    half = m // 2
+    even = m % 2 == 0
+    cycles = t_len // m + 2
+    for i in prange(n):
+        csum = np.zeros(t_len + 1)
+        ccnt = np.zeros(t_len + 1)
+        for t in range(t_len):
+            v = y[i, t]
+            ok = not np.isnan(v)
+            csum[t + 1] = csum[t] + (v if ok else 0.0)
+            ccnt[t + 1] = ccnt[t] + (1.0 if ok else 0.0)
+        buf = np.empty((m, cycles))
+        cnt = np.zeros(m, dtype=np.int64)
+        for t in range(half, t_len - half):
+            v = y[i, t]
+            if np.isnan(v):
+                continue
+            # box over t-half .. t-half+m-1 (and the one shifted by +1 for even m)
+            a = t - half
+            s = csum[a + m] - csum[a]
+            c = ccnt[a + m] - ccnt[a]
+            if even:
+                if a + m + 1 > t_len:
+                    continue
+                s += csum[a + m + 1] - csum[a + 1]
+                c += ccnt[a + m + 1] - ccnt[a + 1]
+                need = 2.0 * m
+            else:
+                need = 1.0 * m
+            if c < need:
+                continue
+            p = (phase0 + t) % m
+            buf[p, cnt[p]] = v - s / c
+            cnt[p] += 1
+        total = 0.0
+        used = 0
+        for p in range(m):
+            if cnt[p] > 0:
+                out[i, p] = _median(buf[p], cnt[p])
+                total += out[i, p]
+                used += 1
+        if used > 0:
+            mean = total / used
+            for p in range(m):
+                if cnt[p] > 0:
+                    out[i, p] -= mean
+    return out
+
+
+@njit(parallel=True, cache=True)
+def row_range(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NaN-ignoring min and max of each row (NaN where the row has no value)."""
+    n, t_len = y.shape
+    lo = np.full(n, np.nan)
+    hi = np.full(n, np.nan)
+    for i in prange(n):
+        a = np.inf
+        b = -np.inf
+        for t in range(t_len):
+            v = y[i, t]
+            if not np.isnan(v):
+                a = min(a, v)
+                b = max(b, v)
+        if a <= b:
+            lo[i] = a
+            hi[i] = b
+    return lo, hi
+
+
+@njit(parallel=True, cache=True)
+def log_rows(y: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``y`` with the rows flagged in ``rows`` replaced by their logarithm."""
+    n, t_len = y.shape
+    out = np.empty((n, t_len))
+    for i in prange(n):
+        if rows[i]:
+            for t in range(t_len):
+                out[i, t] = np.log(y[i, t])
+        else:
+            for t in range(t_len):
+                out[i, t] = y[i, t]
+    return out

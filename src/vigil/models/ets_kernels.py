@@ -19,8 +19,12 @@ series in the same pass over time with the combination as the innermost (SIMD) a
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
+
+from vigil.models import calibration
 
 
 @njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
@@ -115,9 +119,13 @@ def grid_sse(
     return loss, sse, nobs
 
 
-@njit(parallel=True, cache=True)
+NO_OUTPUT, PREDICT, RESIDUALS, SCORES = 0, 1, 2, 3
+N_OUT = (0, 1, 1, 5)  # output planes per mode
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
 def filter_states(
-    y: np.ndarray,  # [n, T]
+    y: np.ndarray,  # [n, T] data scale
     first: np.ndarray,  # int64 [n] first column to learn from (earlier columns only predicted)
     phase0: int,  # phase of column 0
     alpha: np.ndarray,  # [n]
@@ -137,19 +145,31 @@ def filter_states(
     max_run: int,  # a run longer than this is taken as a level shift and learnt
     rate: float,  # EWMA rate of sigma2 (0: frozen)
     warmup: int,  # the first `warmup` points of a series are all learnt, sigma2 as their mean
-    logged: np.ndarray,  # bool [n] rows modelled on the log scale (values taken as log(max(y, floor)))
+    logged: np.ndarray,  # bool [n] rows on the log scale: log(max(y, log_floor)) is filtered
     log_floor: np.ndarray,  # [n]
-    outputs: bool,  # fill yhat / resid / sd / warming (else they are returned empty)
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Run the filter over ``y`` from the given states (updated in place); with ``outputs``,
-    the one-step predictions, residuals and running sd before each point (model scale) and
-    whether the point falls in the series' warm-up."""
+    mode: int,  # NO_OUTPUT, PREDICT, RESIDUALS or SCORES (see below)
+    nu: np.ndarray,  # [n] tail calibration (SCORES only)
+    c: np.ndarray,  # [n]
+    qband: np.ndarray,  # [n] |T_nu| quantile of the band
+    tabrow: np.ndarray,  # int64 [n] row of `tabs` / `zmax` of each series
+    tabs: np.ndarray,  # tail tables (calibration.tail_tables)
+    zmax: np.ndarray,
+    log_alpha: float,  # log of the false-alarm rate
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the filter over ``y`` from the given states (updated in place).
+
+    Returns ``out [N_OUT[mode], n, T]`` and ``warming [n, T]`` (whether fewer than
+    ``warmup`` points had been seen before the column; empty for NO_OUTPUT):
+
+    * PREDICT: the one-step prediction on the data scale;
+    * RESIDUALS: the standardised residual ``e / sd`` (sd the running scale before the
+      point; NaN where not observed or before column ``first + warmup``);
+    * SCORES: expected, lower, upper (data scale), p-value and raw anomaly score.
+    """
     n, t_len = y.shape
     m = season.shape[1]
-    width = t_len if outputs else 0
-    yhat = np.full((n, width), np.nan)
-    resid = np.full((n, width), np.nan)
-    sd = np.full((n, width), np.nan)
+    width = t_len if mode != NO_OUTPUT else 0
+    out = np.full((N_OUT[mode], n, width), np.nan)
     warming = np.zeros((n, width), dtype=np.bool_)
     for i in prange(n):
         lv = level[i]
@@ -158,8 +178,13 @@ def filter_states(
         r = run[i]
         rs = run_sum[i]
         cnt = nobs[i]
+        if mode == SCORES:
+            lb = calibration.t_lbeta(nu[i])
+            tab = tabs[tabrow[i]]
+            zm = zmax[tabrow[i]]
+            hb = c[i] * qband[i]
+        p = (phase0 % m + m) % m
         for t in range(t_len):
-            p = (phase0 + t) % m
             v = y[i, t]
             if logged[i] and not np.isnan(v):
                 v = np.log(max(v, log_floor[i]))
@@ -170,23 +195,51 @@ def filter_states(
             d = phi[i] * tr
             pred = lv + d + season[i, p]
             sig = np.sqrt(max(s2, floor2[i]))
-            if outputs:
-                yhat[i, t] = pred
-                sd[i, t] = sig
+            observed = t >= first[i] and not np.isnan(v)
+            e = v - pred
+            if mode != NO_OUTPUT:
                 warming[i, t] = cnt < warmup
-            if t < first[i] or np.isnan(v):
+                if mode == PREDICT:
+                    out[0, i, t] = math.exp(min(pred, 700.0)) if logged[i] else pred
+                elif mode == RESIDUALS:
+                    if observed and sig > 0 and t >= first[i] + warmup:
+                        out[0, i, t] = e / sig
+                else:
+                    half = sig * hb
+                    lo = pred - half
+                    hi = pred + half
+                    if logged[i]:
+                        out[0, i, t] = math.exp(min(pred, 700.0))
+                        out[1, i, t] = math.exp(min(lo, 700.0))
+                        out[2, i, t] = math.exp(min(hi, 700.0))
+                    else:
+                        out[0, i, t] = pred
+                        out[1, i, t] = lo
+                        out[2, i, t] = hi
+                    if observed:
+                        if sig > 0:
+                            z = abs(e) / (sig * c[i])
+                        elif e == 0:
+                            z = 0.0
+                        else:
+                            z = np.inf
+                        lp = calibration.fast_log_tail2(z, nu[i], lb, tab, zm)
+                        out[3, i, t] = math.exp(lp)
+                        out[4, i, t] = max(lp, calibration.LOG_P_FLOOR) / log_alpha
+            p += 1
+            if p == m:
+                p = 0
+            if not observed:
                 lv = lv + d
                 tr = d
                 continue
-            e = v - pred
             cnt += 1
-            if outputs:
-                resid[i, t] = e
+            pp = p - 1 if p > 0 else m - 1
             if cnt <= warmup:
                 s2 = s2 + (e * e - s2) / cnt
                 lv = lv + d + alpha[i] * e
                 tr = d + beta[i] * e
-                season[i, p] = season[i, p] + gamma[i] * e
+                season[i, pp] = season[i, pp] + gamma[i] * e
                 continue
             if reject > 0.0 and abs(e) > reject * sig:
                 if r < max_run:
@@ -211,159 +264,11 @@ def filter_states(
             s2 = (1.0 - rate) * s2 + rate * ec * ec
             lv = lv + d + alpha[i] * ec
             tr = d + beta[i] * ec
-            season[i, p] = season[i, p] + gamma[i] * ec
+            season[i, pp] = season[i, pp] + gamma[i] * ec
         level[i] = lv
         trend[i] = tr
         sigma2[i] = s2
         run[i] = r
         run_sum[i] = rs
         nobs[i] = cnt
-    return yhat, resid, sd, warming
-
-
-@njit(parallel=True, cache=True)
-def diff_scale(y: np.ndarray) -> np.ndarray:
-    """Robust sd of the one-step noise per row: 1.4826 x the median absolute difference
-    between consecutive observed values, over sqrt(2); -1 where not positive or unknown."""
-    n, t_len = y.shape
-    out = np.full(n, -1.0)
-    for i in prange(n):
-        buf = np.empty(t_len)
-        k = 0
-        prev = np.nan
-        for t in range(t_len):
-            v = y[i, t]
-            if np.isnan(v):
-                continue
-            if not np.isnan(prev):
-                buf[k] = abs(v - prev)
-                k += 1
-            prev = v
-        if k == 0:
-            continue
-        mad = np.median(buf[:k]) * 1.4826 / np.sqrt(2.0)
-        if mad > 0:
-            out[i] = mad
-    return out
-
-
-@njit(parallel=True, cache=True)
-def seasonal_profile(y: np.ndarray, m: int, phase0: int) -> np.ndarray:
-    """Per-phase median of each row minus its centred moving mean (2 x m for even m), centred
-    to mean zero -> [n, m]; 0 for phases without data.  Column t has phase (phase0 + t) % m."""
-    n, t_len = y.shape
-    out = np.zeros((n, m))
-    half = m // 2
-    even = m % 2 == 0
-    cycles = t_len // m + 2
-    for i in prange(n):
-        csum = np.zeros(t_len + 1)
-        ccnt = np.zeros(t_len + 1)
-        for t in range(t_len):
-            v = y[i, t]
-            ok = not np.isnan(v)
-            csum[t + 1] = csum[t] + (v if ok else 0.0)
-            ccnt[t + 1] = ccnt[t] + (1.0 if ok else 0.0)
-        buf = np.empty((m, cycles))
-        cnt = np.zeros(m, dtype=np.int64)
-        for t in range(half, t_len - half):
-            v = y[i, t]
-            if np.isnan(v):
-                continue
-            # box over t-half .. t-half+m-1 (and the one shifted by +1 for even m)
-            a = t - half
-            s = csum[a + m] - csum[a]
-            c = ccnt[a + m] - ccnt[a]
-            if even:
-                if a + m + 1 > t_len:
-                    continue
-                s += csum[a + m + 1] - csum[a + 1]
-                c += ccnt[a + m + 1] - ccnt[a + 1]
-                need = 2.0 * m
-            else:
-                need = 1.0 * m
-            if c < need:
-                continue
-            p = (phase0 + t) % m
-            buf[p, cnt[p]] = v - s / c
-            cnt[p] += 1
-        total = 0.0
-        used = 0
-        for p in range(m):
-            if cnt[p] > 0:
-                out[i, p] = np.median(buf[p, : cnt[p]])
-                total += out[i, p]
-                used += 1
-        if used > 0:
-            mean = total / used
-            for p in range(m):
-                if cnt[p] > 0:
-                    out[i, p] -= mean
-    return out
-
-
-@njit(parallel=True, cache=True)
-def scale_filter(
-    resid: np.ndarray,  # [n, T] one-step residuals (NaN: missing)
-    sigma2: np.ndarray,  # [n] in/out running mean square
-    floor2: np.ndarray,  # [n] lower bound of sigma2
-    nobs: np.ndarray,  # int64 [n] in/out residuals seen
-    rate: float,  # EWMA rate
-    reject: float,  # |r| > reject * sd is not learnt (<= 0: learn everything)
-    warmup: int,  # the first `warmup` residuals are all learnt, sigma2 as their mean
-) -> np.ndarray:
-    """Running sd of residuals, causal: sd[:, t] is the scale before residual t -> [n, T]."""
-    n, t_len = resid.shape
-    sd = np.full((n, t_len), np.nan)
-    for i in prange(n):
-        s2 = sigma2[i]
-        cnt = nobs[i]
-        for t in range(t_len):
-            sig = np.sqrt(max(s2, floor2[i]))
-            sd[i, t] = sig
-            r = resid[i, t]
-            if np.isnan(r):
-                continue
-            cnt += 1
-            if cnt <= warmup:
-                s2 = s2 + (r * r - s2) / cnt
-            elif reject <= 0.0 or abs(r) <= reject * sig:
-                s2 = (1.0 - rate) * s2 + rate * r * r
-        sigma2[i] = s2
-        nobs[i] = cnt
-    return sd
-
-
-@njit(parallel=True, cache=True)
-def row_range(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """NaN-ignoring min and max of each row (NaN where the row has no value)."""
-    n, t_len = y.shape
-    lo = np.full(n, np.nan)
-    hi = np.full(n, np.nan)
-    for i in prange(n):
-        a = np.inf
-        b = -np.inf
-        for t in range(t_len):
-            v = y[i, t]
-            if not np.isnan(v):
-                a = min(a, v)
-                b = max(b, v)
-        if a <= b:
-            lo[i] = a
-            hi[i] = b
-    return lo, hi
-
-
-@njit(parallel=True, cache=True)
-def log_rows(y: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``y`` with the rows flagged in ``rows`` replaced by their logarithm."""
-    n, t_len = y.shape
-    out = np.empty((n, t_len))
-    for i in prange(n):
-        if rows[i]:
-            for t in range(t_len):
-                out[i, t] = np.log(y[i, t])
-        else:
-            for t in range(t_len):
-                out[i, t] = y[i, t]
-    return out
+    return out, warming

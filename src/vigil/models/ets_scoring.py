@@ -19,27 +19,46 @@ from vigil.models.base import Scores
 from vigil.models.guards import Guards, apply_guards
 
 
-def calibrate(resid: np.ndarray, sd: np.ndarray, skip: np.ndarray) -> calibration.TailFit:
-    """Tail fit of the standardised residuals, leaving out each row's first ``skip`` columns."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.where(sd > 0, resid / sd, np.nan)
-    z[np.arange(z.shape[1])[None, :] < skip[:, None]] = np.nan
-    return calibration.fit_tail(z)
-
-
 def prior_tail(n: int, nu: float = 5.0) -> calibration.TailFit:
     """The calibration's prior for rows without residuals (``c = 1 / E|T_nu|``)."""
     c = 1.0 / float(calibration.mean_abs_t(np.array([nu]))[0])
     return calibration.TailFit(np.full(n, nu), np.full(n, c), np.zeros(n, dtype=np.int64))
 
 
-@njit(parallel=True, cache=True)
-def _score_points(
-    yhat: np.ndarray,
-    resid: np.ndarray,
-    sd: np.ndarray,
+def tail_args(
+    tail: tuple[np.ndarray, np.ndarray], alarm_rate: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(nu, c, qband, tabrow, tabs, zmax, log_alpha)``: what the scoring kernels need."""
+    nu, c = (np.ascontiguousarray(a, dtype=np.float64) for a in tail)
+    tabrow, tabs, zmax = calibration.tail_tables(nu)
+    qband = calibration.band_factor(nu, np.ones(len(nu)), alarm_rate)
+    return nu, c, np.asarray(qband, dtype=np.float64), tabrow, tabs, zmax, math.log(alarm_rate)
+
+
+def finish_scores(
+    out: np.ndarray,
+    warming: np.ndarray,
     values: np.ndarray,
-    logged: np.ndarray,
+    guards: Guards,
+    direction: np.ndarray,
+    guard_hist: np.ndarray,
+) -> tuple[Scores, np.ndarray]:
+    """``Scores`` from the kernels' planes (expected, lower, upper, p, raw score) after the
+    guards, and the guards' new duration history."""
+    score, hist = apply_guards(values, out[0], out[4], direction, guards, guard_hist)
+    return Scores(out[0], out[1], out[2], out[3], score, warming), hist
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def scale_score(
+    expected: np.ndarray,  # [n, T] one-step predictions
+    values: np.ndarray,  # [n, T]
+    sigma2: np.ndarray,  # [n] in/out running mean square of the residuals
+    floor2: np.ndarray,  # [n]
+    nobs: np.ndarray,  # int64 [n] in/out residuals seen
+    rate: float,
+    reject: float,
+    warmup: int,
     nu: np.ndarray,
     c: np.ndarray,
     qband: np.ndarray,
@@ -47,75 +66,46 @@ def _score_points(
     tabs: np.ndarray,
     zmax: np.ndarray,
     log_alpha: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
-    n, t_len = yhat.shape
-    expected = np.empty((n, t_len))
-    lower = np.empty((n, t_len))
-    upper = np.empty((n, t_len))
-    p = np.full((n, t_len), np.nan)
-    score = np.full((n, t_len), np.nan)
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Scores of predictions with a running residual scale (as :func:`scale_filter`):
+    ``out [5, n, T]`` (expected, lower, upper, p, raw score) and ``warming [n, T]``."""
+    n, t_len = values.shape
+    out = np.full((5, n, t_len), np.nan)
+    warming = np.zeros((n, t_len), dtype=np.bool_)
     for i in prange(n):
+        s2 = sigma2[i]
+        cnt = nobs[i]
         lb = calibration.t_lbeta(nu[i])
         tab = tabs[tabrow[i]]
         zm = zmax[tabrow[i]]
+        hb = c[i] * qband[i]
         for t in range(t_len):
-            e = yhat[i, t]
-            half = sd[i, t] * c[i] * qband[i]
-            lo = e - half
-            hi = e + half
-            if logged[i]:
-                e = math.exp(min(e, 700.0))
-                lo = math.exp(min(lo, 700.0))
-                hi = math.exp(min(hi, 700.0))
-            expected[i, t] = e
-            lower[i, t] = lo
-            upper[i, t] = hi
-            r = resid[i, t]
-            if np.isnan(values[i, t]) or np.isnan(r):
+            sig = np.sqrt(max(s2, floor2[i]))
+            e = expected[i, t]
+            out[0, i, t] = e
+            out[1, i, t] = e - sig * hb
+            out[2, i, t] = e + sig * hb
+            r = values[i, t] - e
+            warming[i, t] = cnt < warmup
+            if np.isnan(r):
                 continue
-            s = sd[i, t]
-            if s > 0:
-                z = abs(r) / (s * c[i])
+            if sig > 0:
+                z = abs(r) / (sig * c[i])
             elif r == 0:
                 z = 0.0
             else:
                 z = np.inf
             lp = calibration.fast_log_tail2(z, nu[i], lb, tab, zm)
-            p[i, t] = math.exp(lp)
-            score[i, t] = max(lp, calibration.LOG_P_FLOOR) / log_alpha
-    return expected, lower, upper, p, score
-
-
-def make_scores(
-    yhat: np.ndarray,
-    resid: np.ndarray,
-    sd: np.ndarray,
-    values: np.ndarray,
-    logged: np.ndarray,
-    tail: tuple[np.ndarray, np.ndarray],
-    alarm_rate: float,
-    warming: np.ndarray,
-    guards: Guards,
-    direction: np.ndarray,
-    guard_hist: np.ndarray,
-) -> tuple[Scores, np.ndarray]:
-    """Scores from one-step predictions (model scale), residuals and their running sd, and the
-    guards' new duration history.
-
-    ``tail`` is ``(nu, c)`` per row.  The band is where the raw ``anomaly_score <= 1``.  Rows in
-    ``logged`` are modelled on the log scale: expected value and band are transformed back
-    (they are quantiles, exact under the monotone transform).
-    """
-    nu, c = (np.ascontiguousarray(a, dtype=np.float64) for a in tail)
-    tabrow, tabs, zmax = calibration.tail_tables(nu)
-    qband = calibration.band_factor(nu, np.ones(len(nu)), alarm_rate)
-    expected, lower, upper, p, raw = _score_points(
-        yhat, resid, sd, np.ascontiguousarray(values, dtype=np.float64),
-        np.ascontiguousarray(logged, dtype=np.bool_), nu, c, qband, tabrow, tabs, zmax,
-        math.log(alarm_rate),
-    )  # fmt: skip
-    score, hist = apply_guards(values, expected, raw, direction, guards, guard_hist)
-    return Scores(expected, lower, upper, p, score, warming), hist
+            out[3, i, t] = math.exp(lp)
+            out[4, i, t] = max(lp, calibration.LOG_P_FLOOR) / log_alpha
+            cnt += 1
+            if cnt <= warmup:
+                s2 = s2 + (r * r - s2) / cnt
+            elif reject <= 0.0 or abs(r) <= reject * sig:
+                s2 = (1.0 - rate) * s2 + rate * r * r
+        sigma2[i] = s2
+        nobs[i] = cnt
+    return out, warming
 
 
 def quantile_factors(quantiles: np.ndarray, tail: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -142,3 +132,35 @@ def combine(parts: np.ndarray, w: np.ndarray) -> np.ndarray:  # pragma: no cover
             if den > 0:
                 out[i, t] = num / den
     return out
+
+
+@njit(parallel=True, cache=True)
+def scale_filter(
+    resid: np.ndarray,  # [n, T] one-step residuals (NaN: missing)
+    sigma2: np.ndarray,  # [n] in/out running mean square
+    floor2: np.ndarray,  # [n] lower bound of sigma2
+    nobs: np.ndarray,  # int64 [n] in/out residuals seen
+    rate: float,  # EWMA rate
+    reject: float,  # |r| > reject * sd is not learnt (<= 0: learn everything)
+    warmup: int,  # the first `warmup` residuals are all learnt, sigma2 as their mean
+) -> np.ndarray:
+    """Running sd of residuals, causal: sd[:, t] is the scale before residual t -> [n, T]."""
+    n, t_len = resid.shape
+    sd = np.full((n, t_len), np.nan)
+    for i in prange(n):
+        s2 = sigma2[i]
+        cnt = nobs[i]
+        for t in range(t_len):
+            sig = np.sqrt(max(s2, floor2[i]))
+            sd[i, t] = sig
+            r = resid[i, t]
+            if np.isnan(r):
+                continue
+            cnt += 1
+            if cnt <= warmup:
+                s2 = s2 + (r * r - s2) / cnt
+            elif reject <= 0.0 or abs(r) <= reject * sig:
+                s2 = (1.0 - rate) * s2 + rate * r * r
+        sigma2[i] = s2
+        nobs[i] = cnt
+    return sd

@@ -28,7 +28,24 @@ import numpy as np
 
 from vigil.models.base import Model
 
-DENSE_QUANTILES = tuple(np.round(np.linspace(0.01, 0.99, 99), 2).tolist())
+# the levels time_to_exhaustion asks for: probabilities resolve between 1% and 99%
+DENSE_QUANTILES = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    0.95,
+    0.975,
+    0.99,
+)
 
 
 @dataclass(frozen=True)
@@ -94,7 +111,9 @@ def crossing_from_samples(
 ) -> Exhaustion:
     """Crossing summary from simulated paths ``samples`` [n, S, H]."""
     if samples.ndim != 3:
-        raise ValueError(f"samples has shape {samples.shape}: expected [n_series, n_paths, horizon]")
+        raise ValueError(
+            f"samples has shape {samples.shape}: expected [n_series, n_paths, horizon]"
+        )
     _check_interval(interval)
     n, n_paths, _ = samples.shape
     lim = _check_limit(limit, n)
@@ -199,6 +218,4 @@ def time_to_exhaustion(
 ) -> Exhaustion:
     """Crossing summary of a fitted model's forecast over ``horizon`` steps."""
     paths = model.forecast(horizon, quantiles)
-    return crossing_from_quantiles(
-        paths, quantiles, limit, direction=direction, interval=interval
-    )
+    return crossing_from_quantiles(paths, quantiles, limit, direction=direction, interval=interval)

@@ -100,7 +100,7 @@ def _peer_run(
     out: np.ndarray,
     warming: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    n, t_len = values.shape
+    t_len, n = values.shape  # time-major: one step's values are contiguous
     min_hist, min_peers, orate, srate, huber, log_alpha, floor = (
         par[0], par[1], par[2], par[3], par[4], par[5], par[6],
     )  # fmt: skip
@@ -120,14 +120,14 @@ def _peer_run(
             n_est = 0
             for j in range(a, b):
                 i = order[j]
-                if values[i, t] == values[i, t] and count[i] >= min_hist:
+                if values[t, i] == values[t, i] and count[i] >= min_hist:
                     n_est += 1
             use_all = n_est < min_peers
             m = 0
             n_s = 0
             for j in range(a, b):
                 i = order[j]
-                y = values[i, t]
+                y = values[t, i]
                 if y == y and (use_all or count[i] >= min_hist):
                     # insertion by u (groups are small; ties keep member order)
                     val = y - offset[i]
@@ -155,14 +155,14 @@ def _peer_run(
                     pooled = 0.5 * (lo + pooled)
             for j in range(a, b):
                 i = order[j]
-                y = values[i, t]
+                y = values[t, i]
                 warm = count[i] < min_hist
-                warming[i, t] = warm
+                warming[t, i] = warm
                 r_i = rank[i]
                 peers = m - 1 if r_i >= 0 else m
                 if peers < min_peers:
-                    for q in range(6):
-                        out[q, i, t] = np.nan
+                    for q in range(5):
+                        out[q, t, i] = np.nan
                     if y == y:
                         count[i] += 1
                     continue
@@ -170,13 +170,13 @@ def _peer_run(
                 sc = pooled if warm else scale[i]
                 if pooled == pooled:
                     sc = max(sc, floor * pooled)
-                out[0, i, t] = e
+                out[0, t, i] = e
                 half = sc * c[i] * qband[i]
-                out[1, i, t] = e - half
-                out[2, i, t] = e + half
+                out[1, t, i] = e - half
+                out[2, t, i] = e + half
                 if y != y:
-                    for q in range(3, 6):
-                        out[q, i, t] = np.nan
+                    for q in range(3, 5):
+                        out[q, t, i] = np.nan
                     continue
                 r = y - e
                 if sc > 0:
@@ -188,9 +188,8 @@ def _peer_run(
                 else:
                     z = np.nan  # no scale yet: no opinion
                 lp = fast_log_tail2(abs(z) / c[i], nu[i], lb[i], tabs[tabrow[i]], zmax[tabrow[i]])
-                out[3, i, t] = lp
-                out[4, i, t] = z
-                out[5, i, t] = sc
+                out[3, t, i] = lp
+                out[4, t, i] = z
                 if not lp < log_alpha:  # normal or unscored: learn
                     lim = huber * sc if sc > 0 else np.inf
                     rc = min(max(r, -lim), lim)
@@ -299,16 +298,19 @@ class PeerModel(StatefulModel):
         out, _ = self._advance(batch)
         tail = fit_tail(out[4], self.tail_min_count, self.prior_nu)
         self.nu_, self.c_ = tail.nu, tail.c
-        raw = anomaly_score(log_p_value(out[4], self.nu_, self.c_), self.alpha)
+        # the duration guard's history: flags of the last window - 1 columns, recalibrated
+        last = slice(max(batch.n_steps - self.guards.window + 1, 0), batch.n_steps)
+        raw = anomaly_score(log_p_value(out[4][:, last], self.nu_, self.c_), self.alpha)
         _, self.guard_hist_ = apply_guards(
-            batch.values, out[0], raw, self.direction_, self.guards, self.guard_hist_
-        )
+            batch.values[:, last], out[0][:, last], raw, self.direction_, self.guards,
+            self.guard_hist_,
+        )  # fmt: skip
         return self
 
     def _advance(self, batch: SeriesBatch) -> tuple[np.ndarray, np.ndarray]:
         self._check_batch(batch)
-        values = np.ascontiguousarray(batch.values, dtype=np.float64)
-        n, t_len = values.shape
+        values = np.ascontiguousarray(batch.values.T, dtype=np.float64)  # [T, n]
+        t_len, n = values.shape
         order = np.argsort(self.group_, kind="stable")
         gs = self.group_[order]
         bounds = np.concatenate(([0], np.flatnonzero(gs[1:] != gs[:-1]) + 1, [n])).astype(np.int64)
@@ -320,8 +322,8 @@ class PeerModel(StatefulModel):
             self.min_history, self.min_peers, self.offset_rate, self.scale_rate, self.huber,
             math.log(self.alpha), self.scale_floor,
         ], dtype=np.float64)  # fmt: skip
-        out = np.empty((6, n, t_len))
-        warming = np.empty((n, t_len), dtype=np.bool_)
+        out = np.empty((5, t_len, n))  # expected, lower, upper, log p, z
+        warming = np.empty((t_len, n), dtype=np.bool_)
         offset, scale, count = self.offset_.copy(), self.scale_.copy(), self.count_.copy()
         _peer_run(
             values, order, bounds, offset, scale, count, self.nu_, self.c_, qband,
@@ -329,7 +331,10 @@ class PeerModel(StatefulModel):
         )  # fmt: skip
         self.offset_, self.scale_, self.count_ = offset, scale, count
         self.end_ = int(batch.end)
-        return out, warming
+        return (
+            np.ascontiguousarray(out.transpose(0, 2, 1)),
+            np.ascontiguousarray(warming.T),
+        )
 
     def score(self, batch: SeriesBatch) -> Scores:
         out, warming = self._advance(batch)

@@ -163,6 +163,12 @@ class StatefulModel(Model):
     def _check_batch(self, batch: SeriesBatch) -> None:
         self._check_fitted()
         self.check_continues(batch, self.end_, self.step_)
+        n_inf = int(np.isinf(batch.values).sum())
+        if n_inf:
+            raise ValueError(
+                f"{self.name}: batch values hold {n_inf} infinite entries: expected finite "
+                "numbers or NaN (missing); map +/-Inf to NaN (or drop them) at ingestion"
+            )
         if batch.n_series != len(self.series_ids_) or not np.array_equal(
             batch.series_ids, self.series_ids_
         ):

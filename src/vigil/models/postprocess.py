@@ -9,11 +9,12 @@ Nothing is learnt per series beyond two running statistics; all parameters are f
 For each column ``t`` of a series:
 
 * **peak ratio** ``r_t = s_t / M_{t-1}``, where ``M`` is a decaying peak of the series' own past
-  scores: ``M_t = max(decay * M_{t-1}, s_t, floor)`` starting at ``floor``.  A score counts by how
-  much it exceeds what this series has recently produced, so a series that the model fits
-  poorly (scores often above 1) does not alert all the time, and once an episode has alerted
-  its continuation scores about 1 instead of alerting again.  ``decay`` 0.9995 is a half-life
-  of ~1386 columns;
+  scores: ``M_t = max(decay * M_{t-1}, s_t, floor)`` starting at ``max(initial_peak, floor)``
+  (a series just fitted needs a clearer signal to alert).  A score counts by how much it
+  exceeds what this series has recently produced, so a series that the model fits poorly
+  (scores often above 1) does not alert all the time, and once an episode has alerted its
+  continuation scores about 1 instead of alerting again.  ``decay`` 0.9995 is a half-life of
+  ~1386 columns;
 * **range novelty** ``x_t = max(v_t - hi, lo - v_t, 0) / (hi - lo)``: how far the value leaves
   the range ``[lo, hi]`` of every value seen before it (the history included), in units of that
   range, capped at ``novelty_cap`` (a change after a constant history has an empty range and
@@ -42,6 +43,7 @@ def _kernel(
     hi0: np.ndarray,
     decay: float,
     floor: float,
+    initial_peak: float,
     weight: float,
     cap: float,
 ) -> np.ndarray:  # pragma: no cover - compiled
@@ -49,7 +51,7 @@ def _kernel(
     out = np.zeros((n, t_len))
     tiny = 1e-300
     for i in range(n):
-        peak = floor
+        peak = max(initial_peak, floor)
         lo = lo0[i]
         hi = hi0[i]
         for t in range(t_len):
@@ -81,6 +83,7 @@ def _kernel(
 class PostProcess:
     decay: float = 0.9995  # per-column decay of the reference peak
     floor: float = 1.0  # the reference peak never drops below the model's boundary
+    initial_peak: float = 2.0  # a fresh series needs a clearer signal; decays to ``floor``
     novelty_weight: float = 100.0  # weight of the range novelty (0: off)
     novelty_cap: float = 10.0  # range novelty is capped at this many ranges
 
@@ -89,6 +92,10 @@ class PostProcess:
             raise ValueError(f"decay={self.decay} is invalid: expected a factor in (0, 1]")
         if not self.floor > 0.0:
             raise ValueError(f"floor={self.floor} is invalid: expected an anomaly_score > 0")
+        if not self.initial_peak > 0.0:
+            raise ValueError(
+                f"initial_peak={self.initial_peak} is invalid: expected an anomaly_score > 0"
+            )
         if not self.novelty_weight >= 0.0:
             raise ValueError(
                 f"novelty_weight={self.novelty_weight} is invalid: expected >= 0 (0: off)"
@@ -121,4 +128,14 @@ class PostProcess:
             seen = ~np.isnan(h).all(axis=1)
             lo[seen] = np.nanmin(h[seen], axis=1)
             hi[seen] = np.nanmax(h[seen], axis=1)
-        return _kernel(s, v, lo, hi, self.decay, self.floor, self.novelty_weight, self.novelty_cap)
+        return _kernel(
+            s,
+            v,
+            lo,
+            hi,
+            self.decay,
+            self.floor,
+            self.initial_peak,
+            self.novelty_weight,
+            self.novelty_cap,
+        )

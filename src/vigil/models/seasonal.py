@@ -8,7 +8,9 @@ Fit (per series, vectorised; see :mod:`vigil.models.seasonality` for detection):
   error of a robust EWMA of the deseasonalised values;
 * then the online recursion below runs over the fit batch from an empty state (so the state
   stands at ``batch.end``) and the tail calibration ``(nu, c)`` is fitted on its standardised
-  one-step residuals (:func:`vigil.models.calibration.fit_tail`).
+  one-step residuals (:func:`vigil.models.calibration.fit_tail`); with
+  ``calibration_passes = 2`` (default) the recursion runs again from an empty state with that
+  calibration (which decides what is anomalous, hence learnt) and is recalibrated.
 
 Online recursion (``score``/``update``; one numba kernel, loops over series inside):
 
@@ -71,6 +73,7 @@ LEVEL, SCALE, COUNT, RUN_N, RUN_SUM, RUN_SQ, CU_POS, CU_NEG, POS_N, POS_SUM, NEG
     12
 )
 N_DYN = 12
+FIT_BLOCK_CELLS = 2_000_000  # rows x columns fitted at once
 
 
 @njit(cache=True, error_model="numpy")
@@ -228,13 +231,14 @@ class SeasonalBaseline(StatefulModel):
         max_period: int = 2016,
         margin: float = 0.1,
         min_history: int = 24,
-        level_rates: Sequence[float] = (0.02, 0.08, 0.25, 0.6),
+        level_rates: Sequence[float] = (0.02, 0.08, 0.25, 0.6, 1.0),
         profile_rate: float = 0.1,
         scale_rate: float = 0.02,
         huber: float = 2.5,
         relearn_after: int = 12,
         tail_min_count: int = 200,
         prior_nu: float = 5.0,
+        calibration_passes: int = 2,
         cusum: dict[str, float] | None = None,
         guards: dict[str, Any] | None = None,
     ) -> None:
@@ -250,6 +254,7 @@ class SeasonalBaseline(StatefulModel):
         self.relearn_after = int(relearn_after)
         self.tail_min_count = int(tail_min_count)
         self.prior_nu = float(prior_nu)
+        self.calibration_passes = int(calibration_passes)
         self.cusum = CusumParams.from_dict(cusum)
         self.guards = Guards.from_dict(guards)
         if self.min_history < 2:
@@ -265,6 +270,10 @@ class SeasonalBaseline(StatefulModel):
             raise ValueError(f"huber={huber} is invalid: expected a clip > 1 scale")
         if not 0 <= self.margin < 1:
             raise ValueError(f"margin={margin} is invalid: expected a fraction in [0, 1)")
+        if self.calibration_passes < 1:
+            raise ValueError(
+                f"calibration_passes={calibration_passes} is invalid: expected >= 1 pass"
+            )
         if self.relearn_after < 0:
             raise ValueError(f"relearn_after={relearn_after} is invalid: expected >= 0 (0: never)")
 
@@ -282,12 +291,39 @@ class SeasonalBaseline(StatefulModel):
             "relearn_after": self.relearn_after,
             "tail_min_count": self.tail_min_count,
             "prior_nu": self.prior_nu,
+            "calibration_passes": self.calibration_passes,
             "cusum": self.cusum.to_dict(),
             "guards": self.guards.to_dict(),
         }
 
     # --- fitting -------------------------------------------------------------------------
     def fit(self, batch: SeriesBatch) -> Self:
+        """Fit every row; rows are independent, so large batches are fitted in row blocks of
+        about ``FIT_BLOCK_CELLS`` cells (bounded memory, results identical)."""
+        rows = max(1, FIT_BLOCK_CELLS // max(batch.n_steps, 1))
+        if batch.n_series <= rows:
+            return self._fit_block(batch)
+        blocks = [
+            SeasonalBaseline(**self.params())._fit_block(batch.rows(slice(a, a + rows))).state()
+            for a in range(0, batch.n_series, rows)  # a loop over blocks of rows
+        ]
+        width = max(b["prof_"].shape[1] for b in blocks)
+        merged: dict[str, np.ndarray] = {}
+        for key in self._STATE:
+            if key in ("step_", "end_"):
+                merged[key] = blocks[0][key]
+            elif key in ("prof_", "madrel_"):
+                fill = 0.0 if key == "prof_" else 1.0
+                merged[key] = np.concatenate(
+                    [np.pad(b[key], ((0, 0), (0, width - b[key].shape[1])), constant_values=fill)
+                     for b in blocks]
+                )  # fmt: skip
+            else:
+                merged[key] = np.concatenate([b[key] for b in blocks])
+        self.set_state(merged)
+        return self
+
+    def _fit_block(self, batch: SeriesBatch) -> Self:
         values = np.ascontiguousarray(batch.values, dtype=np.float64)
         n = batch.n_series
         origin = batch.start // batch.step
@@ -305,18 +341,22 @@ class SeasonalBaseline(StatefulModel):
         )
         self.nu_ = np.full(n, self.prior_nu)
         self.c_ = np.full(n, 1.0 / float(mean_abs_t(np.array([self.prior_nu]))[0]))
-        self.dyn_ = _empty_dyn(n)
         self.guard_hist_ = np.zeros(n, dtype=np.int64)
         self.direction_ = self.guards.direction_codes(batch.labels, n)
         self.step_ = int(batch.step)
-        self.end_ = int(batch.start)
-        out, _, _ = self._advance(batch)
-        tail = fit_tail(out[4], self.tail_min_count, self.prior_nu)
-        self.nu_, self.c_ = tail.nu, tail.c
-        raw = anomaly_score(log_p_value(out[4], self.nu_, self.c_), self.alpha)
+        prof0 = self.prof_
+        for _ in range(self.calibration_passes):  # pass 1: prior calibration; then the last
+            self.prof_, self.dyn_, self.end_ = prof0, _empty_dyn(n), int(batch.start)
+            out, _, _ = self._advance(batch)
+            tail = fit_tail(out[4], self.tail_min_count, self.prior_nu)
+            self.nu_, self.c_ = tail.nu, tail.c
+        # the duration guard's history: flags of the last window - 1 columns, recalibrated
+        last = slice(max(batch.n_steps - self.guards.window + 1, 0), batch.n_steps)
+        raw = anomaly_score(log_p_value(out[4][:, last], self.nu_, self.c_), self.alpha)
         _, self.guard_hist_ = apply_guards(
-            values, out[0], raw, self.direction_, self.guards, np.zeros(n, dtype=np.int64)
-        )
+            values[:, last], out[0][:, last], raw, self.direction_, self.guards,
+            np.zeros(n, dtype=np.int64),
+        )  # fmt: skip
         return self
 
     # --- online --------------------------------------------------------------------------

@@ -12,17 +12,21 @@ steps) that fits twice in the batch:
    candidate, so that a weekly pattern of daily levels is not absorbed by it;
 2. for each candidate ``P``, two-fold cross-validation of the per-phase median profile of the
    detrended values: the profile from even cycles predicts odd cycles and vice versa; the
-   spread of the candidate is the median absolute out-of-fold residual (honest: a weekly
+   spread of the candidate is the mean absolute out-of-fold residual (honest: a weekly
    profile from few cycles does not win by fitting noise);
-3. "none" has the median absolute deviation of the detrended values.
+3. "none" has the mean absolute deviation of the detrended values from their median.
+
+Absolute residuals are clipped at 4 MADs of the detrended values, so anomalies in the history
+barely move the comparison.
 
 A candidate is chosen over the current best (starting from "none") when its spread is below
 ``(1 - margin)`` times the best's, in increasing period order; a candidate needs ``2 P``
 columns and out-of-fold residuals for half the observed points.  The chosen profile is the
 per-phase median of all cycles, centred (median 0); ``madrel`` is the per-phase mean
-absolute residual (each clipped at 4 overall MADs) relative to the overall one, pooled over
-``P // 48`` neighbouring phases, shrunk towards 1 by its count (``(n raw + 4) / (n + 4)``)
-and clipped to [0.3, 3].
+absolute residual (each clipped at 4 spreads) relative to the overall one, pooled over
+``P // 48`` neighbouring phases, shrunk towards 1 by the empirical-Bayes (James-Stein) factor
+``max(0, 1 - expected sampling variance / observed variance across phases)`` — a homoscedastic
+series gets ``madrel`` ~ 1 instead of its in-sample noise — and clipped to [0.3, 3].
 """
 
 from __future__ import annotations
@@ -91,8 +95,8 @@ def select(a: np.ndarray, m: int, k: int) -> float:  # pragma: no cover - compil
 @njit(cache=True)
 def _median(buf: np.ndarray, m: int) -> float:  # pragma: no cover - compiled
     """Median of ``buf[:m]`` (scratch: reordered in place); NaN when ``m == 0``."""
-    if m == 0:
-        return np.nan
+    if m <= 2:
+        return np.nan if m == 0 else (buf[0] if m == 1 else 0.5 * (buf[0] + buf[1]))
     h = m // 2
     hi = select(buf, m, h)
     if m % 2 == 1:
@@ -166,10 +170,10 @@ def _phase_medians(
 
 @njit(cache=True)
 def _cv_spread(
-    y: np.ndarray, origin: int, p: int, buf: np.ndarray, w: np.ndarray
+    y: np.ndarray, origin: int, p: int, clip: float, buf: np.ndarray
 ) -> float:  # pragma: no cover - compiled
-    """Median absolute out-of-fold residual of the per-phase median profile of period ``p``
-    of the detrended values ``y``."""
+    """Mean absolute out-of-fold residual (each clipped at ``clip``) of the per-phase median
+    profile of period ``p`` of the detrended values ``y``."""
     med0 = np.empty(p)
     med1 = np.empty(p)
     cnt = np.empty(p, np.int64)
@@ -177,6 +181,7 @@ def _cv_spread(
     _phase_medians(y, origin, p, 1, med1, cnt, buf)
     m = 0
     n_obs = 0
+    tot = 0.0
     ph = origin % p
     par = (origin // p) % 2
     for k in range(y.shape[0]):
@@ -184,7 +189,7 @@ def _cv_spread(
             n_obs += 1
             other = med1[ph] if par == 0 else med0[ph]
             if other == other:
-                w[m] = abs(y[k] - other)
+                tot += min(abs(y[k] - other), clip)
                 m += 1
         ph += 1
         if ph == p:
@@ -192,7 +197,7 @@ def _cv_spread(
             par ^= 1
     if m == 0 or 2 * m < n_obs:
         return np.nan
-    return _median(w, m)
+    return tot / m
 
 
 @njit(cache=True)
@@ -231,9 +236,14 @@ def detect_profiles(
             centre = _median(w, m)
             for k in range(m):
                 w[k] = abs(w[k] - centre)
-            best_spread = _median(w, m)
+            mad = _median(w, m)
+            clip = 4.0 * mad if mad > 0 else np.inf
+            best_spread = 0.0
+            for k in range(m):
+                best_spread += min(w[k], clip)
+            best_spread = best_spread / m if m > 0 else np.nan
             for j in range(n_cand):
-                spread = _cv_spread(y, origin, cands[j], buf, w)
+                spread = _cv_spread(y, origin, cands[j], clip, buf)
                 if spread == spread and best_spread == best_spread:
                     if spread < (1.0 - margin) * best_spread:
                         best = cands[j]
@@ -251,7 +261,7 @@ def detect_profiles(
             spread_out[i] = _median(w, m)
         period[i] = best
         if best > 1:
-            _profile(y, origin, best, buf, w, prof[i], madrel[i])
+            _profile(y, origin, best, spread_out[i], buf, w, prof[i], madrel[i])
     return period, prof, madrel, spread_out
 
 
@@ -260,12 +270,14 @@ def _profile(
     y: np.ndarray,
     origin: int,
     p: int,
+    spread: float,
     buf: np.ndarray,
     w: np.ndarray,
     prof: np.ndarray,
     madrel: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Profile and relative MAD of period ``p`` from the detrended ``y`` (overwritten)."""
+    """Profile and relative MAD of period ``p`` from the detrended ``y`` (``spread``: the
+    candidate's mean absolute residual, the clip scale)."""
     t_len = y.shape[0]
     med = np.empty(p)
     cnt = np.empty(p, np.int64)
@@ -278,43 +290,57 @@ def _profile(
     centre = _median(w, m)
     for ph in range(p):
         prof[ph] = med[ph] - centre if med[ph] == med[ph] else 0.0
-    # per-phase mean absolute residual (clipped at 4 overall MADs), relative to the overall one
-    m = 0
-    for k in range(t_len):
-        if y[k] == y[k]:
-            w[m] = abs(y[k] - centre - prof[(origin + k) % p])
-            m += 1
-    overall = _median(w, m)
-    if not overall > 0:
+    if not spread > 0:
         return
+    # per-phase mean absolute residual (clipped at 4 spreads), relative to the overall one
+    clip = 4.0 * spread
     sums = np.zeros(p)
     cnt[:] = 0
     tot = 0.0
+    tot2 = 0.0
+    m = 0
     ph = origin % p
     for k in range(t_len):
         if y[k] == y[k]:
-            a = min(abs(y[k] - centre - prof[ph]), 4.0 * overall)
+            a = min(abs(y[k] - centre - prof[ph]), clip)
             sums[ph] += a
             cnt[ph] += 1
             tot += a
+            tot2 += a * a
+            m += 1
         ph += 1
         if ph == p:
             ph = 0
+    if not tot > 0:
+        return
     mean_all = tot / m
+    rel_var = max(tot2 / m / (mean_all * mean_all) - 1.0, 0.0)  # var(a) / mean(a)^2
     half = min(p // 96, (p - 1) // 2)  # window of 2 * half + 1 phases ~ p // 48
     s_win = 0.0
     n_raw = 0
     for d in range(-half, half + 1):  # window centred on phase 0 ...
         s_win += sums[d % p]
         n_raw += cnt[d % p]
+    obs_var = 0.0
+    exp_var = 0.0
+    n_ph = 0
     for ph in range(p):  # ... then slid one phase at a time
         if n_raw > 0:
-            raw = s_win / n_raw / mean_all
-            madrel[ph] = min(3.0, max(0.3, (n_raw * raw + 4.0) / (n_raw + 4.0)))
+            madrel[ph] = s_win / n_raw / mean_all
+            obs_var += (madrel[ph] - 1.0) ** 2
+            exp_var += rel_var / n_raw
+            n_ph += 1
+        else:
+            madrel[ph] = np.nan
         drop = (ph - half) % p
         add = (ph + half + 1) % p
         s_win += sums[add] - sums[drop]
         n_raw += cnt[add] - cnt[drop]
+    # empirical-Bayes shrinkage towards 1: only heteroscedasticity beyond sampling noise stays
+    shrink = max(0.0, 1.0 - exp_var / obs_var) if obs_var > 0 else 0.0
+    for ph in range(p):
+        raw = madrel[ph]
+        madrel[ph] = min(3.0, max(0.3, 1.0 + shrink * (raw - 1.0))) if raw == raw else 1.0
 
 
 @njit(cache=True, error_model="numpy")

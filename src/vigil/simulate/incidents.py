@@ -171,7 +171,7 @@ def _place(
         inc.start = int(rng.integers(lo, hi))
         inc.end = inc.start + length
         if kind == "disk_filling":
-            inc.node = int(rng.integers(len(topo.nodes)))
+            inc.node = _pick(cal, "n", len(topo.nodes), spread, rng)
             inc.site = int(topo.node_site[inc.node])
             keys = [("n", inc.node)]
         elif kind == "traffic_surge":
@@ -179,7 +179,7 @@ def _place(
             inc.site = (index + offset) % n_sites if spread else int(rng.integers(n_sites))
             keys = [("g", int(g)) for g in np.flatnonzero(topo.group_site == inc.site)]
         else:
-            inc.group = int(rng.integers(topo.n_groups))
+            inc.group = _pick(cal, "g", topo.n_groups, spread, rng)
             inc.site = int(topo.group_site[inc.group])
             keys = [("g", inc.group)]
         if not cal.free(keys, inc.start, inc.end):
@@ -203,6 +203,15 @@ def _place(
         cal.claim(keys, inc.start, inc.end)
         return inc
     return None
+
+
+def _pick(cal: Calendar, kind: str, n: int, spread: bool, rng: np.random.Generator) -> int:
+    """A random group or node, while spreading one that has no incident yet (if any)."""
+    if spread:
+        fresh = [i for i in range(n) if (kind, i) not in cal.busy]
+        if fresh:
+            return int(rng.choice(fresh))
+    return int(rng.integers(n))
 
 
 def truth_entry(inc: Incident, topo: Topology) -> dict[str, object]:
