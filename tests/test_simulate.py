@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vigil.batch import SeriesBatch, batch_from_long
+from vigil.events import parse_event
 from vigil.series import canonical_labels, series_id
 from vigil.simulate import (
     DEFAULT_PODS,
@@ -144,6 +145,9 @@ def test_sample_files_are_long_format_with_valid_labels(fleet: Fleet) -> None:
     assert int(np.count_nonzero(~np.isnan(fleet.batch.values))) == len(fleet.df)
     assert fleet.summary.n_samples == len(fleet.df)
     assert fleet.summary.n_series == fleet.batch.n_series == fleet.truth["counts"]["series"]
+    text = fleet.summary.describe()
+    assert f"{fleet.summary.n_series:,} series" in text and "memory_leak 1" in text
+    assert fleet.summary.to_dict()["n_samples"] == len(fleet.df)
 
 
 def test_memory_limit_is_constant_per_pod(fleet: Fleet) -> None:
@@ -165,12 +169,16 @@ def test_events_are_json_lines_with_ids(fleet: Fleet) -> None:
     for e in fleet.events:
         assert set(e) == {"id", "time", "kind", "labels", "summary", "attributes"}
         assert e["kind"] in EVENT_KINDS
+        parsed = parse_event(e)  # the project's event schema accepts every line
+        assert parsed.id == e["id"] and parsed.time == parse_start(e["time"])
         assert fleet.start <= parse_start(e["time"]) < fleet.end
         canonical_labels({"__name__": "event", **e["labels"]})
         if e["kind"] == "deployment":
             assert e["attributes"]["version"].startswith("v")
     kinds = {e["kind"] for e in fleet.events}
-    assert {"deployment", "scale", "pod_evicted", "pod_restart"} <= kinds
+    actions = {e["attributes"].get("action") for e in fleet.events}
+    assert kinds == set(EVENT_KINDS)
+    assert {"scale_up", "pod_eviction", "container_restart", "disk_cleanup"} <= actions
 
 
 def test_csv_format(tmp_path: Path) -> None:
@@ -262,7 +270,7 @@ def test_truth_event_references(fleet: Fleet) -> None:
             assert parse_start(ev["time"]) <= parse_start(inc["start"])
             assert fleet.col(inc["start"]) - fleet.col(ev["time"]) <= 1
             rollback = events[inc["resolution_event_id"]]
-            assert rollback["attributes"]["rollback"] == "true"
+            assert rollback["attributes"]["rollback"] is True
             assert rollback["attributes"]["version"] == ev["attributes"]["previous_version"]
             causes.add(cause)
         else:
@@ -398,7 +406,7 @@ def test_scrape_gaps_and_mid_run_pods(fleet: Fleet) -> None:
     assert fleet.truth["counts"]["mid_run_pods"] > 0
     late = {fleet.labels[i].get("pod") for i in np.flatnonzero(first > 12)} - {None}
     assert len(late) == fleet.truth["counts"]["mid_run_pods"]
-    evicted = [e for e in fleet.events if e["kind"] == "pod_evicted"]
+    evicted = [e for e in fleet.events if e["attributes"].get("action") == "pod_eviction"]
     assert {e["attributes"]["replacement_pod"] for e in evicted} <= late
 
 

@@ -145,7 +145,7 @@ def simulate(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the fleet into.")],
     sites: Annotated[int, typer.Option(help="Number of sites.")] = 3,
     services: Annotated[int, typer.Option(help="Services per site.")] = 8,
-    pods: Annotated[int, typer.Option(help="Pods per service.")] = 0,
+    pods: Annotated[int, typer.Option(help="Replicas per service per site (default 14).")] = 0,
     days: Annotated[int, typer.Option(help="Days simulated.")] = 14,
     step: Annotated[int, typer.Option(help="Seconds between samples.")] = 300,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same fleet).")] = 0,

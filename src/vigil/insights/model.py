@@ -106,6 +106,7 @@ class Insight:
     effect: dict[str, float] = field(default_factory=dict)  # metric -> during / before
     evidence: dict[str, float] = field(default_factory=dict)
     sensitivity: float = 1.0  # threshold multiplier from false-positive feedback
+    related: list[str] = field(default_factory=list)  # overlapping insights of the same group
     muted_by: list[str] = field(default_factory=list)
     do_not_learn_by: list[str] = field(default_factory=list)
     tenant: str = "default"
@@ -217,6 +218,7 @@ def insight_to_json(ins: Insight) -> dict[str, Any]:
         "effect": dict(ins.effect),
         "evidence": dict(ins.evidence),
         "sensitivity": ins.sensitivity,
+        "related": list(ins.related),
         "muted": ins.muted,
         "muted_by": list(ins.muted_by),
         "do_not_learn_by": list(ins.do_not_learn_by),
@@ -303,6 +305,7 @@ def insight_from_json(obj: object) -> Insight:
             effect={str(k): float(v) for k, v in _obj(d.get("effect", {}), "effect").items()},
             evidence={str(k): float(v) for k, v in _obj(d.get("evidence", {}), "evidence").items()},
             sensitivity=float(d.get("sensitivity", 1.0)),
+            related=[str(x) for x in d.get("related", [])],
             muted_by=[str(x) for x in d.get("muted_by", [])],
             do_not_learn_by=[str(x) for x in d.get("do_not_learn_by", [])],
         )

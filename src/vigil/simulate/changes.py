@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vigil.simulate.events import Event
+from vigil.simulate.events import Attribute, Event
 from vigil.simulate.fleet import Topology
 from vigil.simulate.incidents import HOUR, Calendar, Incident
 
@@ -89,9 +89,9 @@ def plan_changes(
 def deployment(
     labels: dict[str, str], time_ms: int, version: str, previous: str, rollback: bool = False
 ) -> Event:
-    attrs = {"version": version, "previous_version": previous}
+    attrs: dict[str, Attribute] = {"version": version, "previous_version": previous}
     if rollback:
-        attrs["rollback"] = "true"
+        attrs["rollback"] = True
         summary = f"Rolled back {labels['service']} to {version} in {labels['site']}"
     else:
         summary = f"Deployed {labels['service']} {version} to {labels['site']}"
@@ -102,10 +102,10 @@ def pod_restart(topo: Topology, slot: int, pod: str, node: int, time_ms: int, re
     labels = topo.group_labels(topo.slot_group[slot]) | {"pod": pod, "node": topo.nodes[node]}
     return Event(
         time_ms,
-        "pod_restart",
+        "infrastructure",
         labels,
         f"Container of {pod} restarted ({reason})",
-        {"reason": reason},
+        {"action": "container_restart", "reason": reason},
     )
 
 
@@ -161,10 +161,14 @@ def _scale(topo: Topology, cal: Calendar, plan: ChangePlan, rng: np.random.Gener
 def _scale_event(labels: dict[str, str], time_ms: int, old: int, new: int) -> Event:
     return Event(
         time_ms,
-        "scale",
+        "scaling",
         dict(labels),
         f"Scaled {labels['service']} from {old} to {new} replicas in {labels['site']}",
-        {"replicas": str(new), "previous_replicas": str(old)},
+        {
+            "action": "scale_up" if new > old else "scale_down",
+            "replicas": new,
+            "previous_replicas": old,
+        },
     )
 
 
@@ -190,10 +194,10 @@ def _evict(
         plan.events.append(
             Event(
                 grid.ms(col - gap),
-                "pod_evicted",
+                "infrastructure",
                 labels,
                 f"Pod {old.name} evicted (node pressure); replaced by {new.name}",
-                {"reason": "Evicted", "replacement_pod": new.name},
+                {"action": "pod_eviction", "reason": "Evicted", "replacement_pod": new.name},
             )
         )
         plan.evictions += 1

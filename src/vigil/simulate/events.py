@@ -1,7 +1,13 @@
-"""Change events (deployments, scaling, restarts, maintenance) and their JSON Lines form.
+"""Change events and their JSON Lines form (the schema of :mod:`vigil.events`).
 
 Each line is ``{"id", "time", "kind", "labels", "summary", "attributes"}``; ``time`` is
 RFC 3339 UTC and ``id`` a stable hash of the rest, so ``truth.json`` can refer to events.
+Kinds and ``attributes["action"]``:
+
+* ``deployment``: ``version``, ``previous_version``, ``rollback: true`` on rollbacks;
+* ``scaling``: ``scale_up`` / ``scale_down`` with ``replicas``, ``previous_replicas``;
+* ``infrastructure``: ``container_restart`` (``reason`` OOMKilled / LivenessProbeFailed; same
+  pod), ``pod_eviction`` (``replacement_pod``: the new pod's name), ``disk_cleanup``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from pathlib import Path
 
 from vigil.simulate.grid import rfc3339
 
-EVENT_KINDS = ("deployment", "scale", "pod_restart", "pod_evicted", "maintenance")
+EVENT_KINDS = ("deployment", "scaling", "infrastructure")
+Attribute = str | int | bool
 
 
 @dataclass
@@ -23,7 +30,7 @@ class Event:
     kind: str
     labels: dict[str, str]
     summary: str = ""
-    attributes: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, Attribute] = field(default_factory=dict)
 
     @property
     def id(self) -> str:

@@ -41,6 +41,21 @@ class SimulationSummary:
     seconds: float
     skipped_incidents: dict[str, int] = field(default_factory=dict)
 
+    def describe(self) -> str:
+        """A few lines for the CLI."""
+        kinds = ", ".join(f"{k} {v}" for k, v in self.incidents.items())
+        lines = [
+            f"wrote {self.n_series:,} series, {self.n_samples:,} samples in "
+            f"{len(self.sample_files)} files ({self.bytes_written / 1e6:.1f} MB) to {self.out} "
+            f"in {self.seconds:.1f} s",
+            f"{rfc3339(self.start_ms)} .. {rfc3339(self.end_ms)} every {self.step_ms // 1000} s; "
+            f"{self.n_events} events",
+            f"incidents: {kinds}",
+        ]
+        if self.skipped_incidents:
+            lines.append(f"not placed (no room): {self.skipped_incidents}")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
         out["out"] = str(self.out)
@@ -221,7 +236,7 @@ def _resolution_events(topo: Topology, incidents: list[Incident]) -> list[Event]
             node = topo.nodes[inc.node]
             inc.resolution = Event(
                 grid.ms(inc.end),
-                "maintenance",
+                "infrastructure",
                 {"site": topo.sites[inc.site], "node": node},
                 f"Cleaned up runaway logs on {node}",
                 {"action": "disk_cleanup"},
