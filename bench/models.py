@@ -318,7 +318,7 @@ def measure_statsforecast(model: str, peer_n: int, seed: int, jobs: int) -> dict
     with TreeRss() as tree:
         out = StatsForecast([make()], freq=1, n_jobs=jobs).forecast(df=df, h=H, level=[95])
     cpu, wall = _rusage_totals()[0] - c0, time.perf_counter() - w0
-    col = [c for c in out.columns if c not in ("unique_id", "ds") and "-" not in c][0]
+    col = next(c for c in out.columns if c not in ("unique_id", "ds") and "-" not in c)
     fc = out.sort_values(["unique_id", "ds"])[col].to_numpy().reshape(peer_n, H)
     smape, mase = accuracy(values[:, :FIT], values[:, FIT:], fc)
     return {"model": model, "n": peer_n, "measured_n": peer_n, "workers": jobs,

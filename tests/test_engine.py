@@ -76,8 +76,8 @@ def test_bit_identical_across_workers_and_partitions(reference, workers, partiti
 def test_stuck_pod_flagged_and_leak_forecast(reference):
     batch, (scores, exhaustion) = reference
     assert (scores.anomaly_score[3, 610:700] > 1).mean() > 0.8
-    leak_row = [i for i, ls in enumerate(batch.labels)
-                if ls["pod"] == "web-1" and "working_set" in ls["__name__"]][0]
+    leak_row = next(i for i, ls in enumerate(batch.labels)
+                if ls["pod"] == "web-1" and "working_set" in ls["__name__"])
     mine = exhaustion.row == leak_row
     assert mine.any()
     risky = mine & (exhaustion.probability >= 0.5)

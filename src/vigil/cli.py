@@ -19,12 +19,14 @@ from vigil.timeparse import format_ms, parse_time
 
 app = typer.Typer(
     name="vigil",
-    help="Vigil: learns what normal looks like for every metric series and tells you what is wrong.",
+    help="Vigil: learns what normal looks like for every metric series and says what is wrong.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-events_app = typer.Typer(help="Change events (deployments, config changes...).", no_args_is_help=True)
+events_app = typer.Typer(
+    help="Change events (deployments, config changes...).", no_args_is_help=True
+)
 bench_app = typer.Typer(help="Public benchmarks: NAB (detection) and M4 Hourly (forecasting).",
                         no_args_is_help=True)
 app.add_typer(events_app, name="events")
@@ -68,7 +70,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _open_store(store: Path):  # noqa: ANN202 - returns vigil.store.Store
+def _open_store(store: Path):
     from vigil.store import Store
 
     return Store(store)
@@ -209,7 +211,7 @@ def backtest(
     samples: Annotated[list[Path], typer.Argument(help="Long-format sample files or folders.")],
     out: Annotated[Path, typer.Option("--out", help="Output directory.")],
     events: Annotated[Path | None, typer.Option(help="Change events (JSON lines).")] = None,
-    truth: Annotated[Path | None, typer.Option(help="Simulator truth.json to score against.")] = None,
+    truth: Annotated[Path | None, typer.Option(help="Simulator truth.json to score.")] = None,
     warmup: Annotated[str, typer.Option(help="First fit on this span.")] = "3d",
     refit_every: Annotated[str, typer.Option(help="Refit schedule.")] = "1d",
     fit_window: Annotated[str, typer.Option(help="Trailing window of each refit.")] = "14d",
@@ -239,7 +241,7 @@ def backtest(
     console.print(f"wrote {out}/scores.parquet, anomalies.json, summary.json")
 
 
-def _bar(label: str):  # noqa: ANN202 - a progress callback
+def _bar(label: str):
     def progress(done: int, total: int) -> None:
         err.print(f"  {label}: partition {done}/{total}", end="\r")
 

@@ -29,10 +29,10 @@ def parse_time(text: str | int | float) -> int:
                 ) from None
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=UTC)
-            return int(round(dt.timestamp() * 1000))
+            return round(dt.timestamp() * 1000)
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"time {text!r} is not a finite number")
-    return int(round(value)) if abs(value) >= _MS_THRESHOLD else int(round(value * 1000))
+    return round(value) if abs(value) >= _MS_THRESHOLD else round(value * 1000)
 
 
 def format_ms(ms: int | None) -> str:

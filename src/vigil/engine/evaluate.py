@@ -31,7 +31,9 @@ def load_truth(path: Path) -> dict[str, Any]:
     if isinstance(data, list):
         data = {"incidents": data}
     if "incidents" not in data:
-        raise ValueError(f"{path}: expected an object with 'incidents' (a list), got keys {list(data)}")
+        raise ValueError(
+            f"{path}: expected an object with 'incidents' (a list), got keys {list(data)}"
+        )
     return data
 
 

@@ -39,7 +39,7 @@ class LocalTrend(Model):
 
     def fit(self, batch: SeriesBatch) -> Self:
         y = batch.values
-        n, t = y.shape
+        _n, t = y.shape
         seen = np.isfinite(y)
         cnt = seen.sum(axis=1).astype(float)
         x = np.broadcast_to(np.arange(t, dtype=float), y.shape)
