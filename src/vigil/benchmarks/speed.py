@@ -46,8 +46,11 @@ def measure_speed(
     ``score`` on the next ``n_steps``."""
     values = synthetic_hourly(n_series, 2 * n_steps, seed)
     ids = np.arange(n_series, dtype=np.int64)
-    fit_b = SeriesBatch(ids, 0, HOUR_MS, values[:, :n_steps])
-    score_b = SeriesBatch(ids, n_steps * HOUR_MS, HOUR_MS, values[:, n_steps:])
+    # replicas: five pods per service, so peer models have groups to compare within
+    labels = [{"__name__": "requests", "service": f"s{i // 5}", "pod": f"p{i}"}
+              for i in range(n_series)]
+    fit_b = SeriesBatch(ids, 0, HOUR_MS, values[:, :n_steps], labels)
+    score_b = SeriesBatch(ids, n_steps * HOUR_MS, HOUR_MS, values[:, n_steps:], labels)
     warm = slice(0, min(n_series, 50))
     make().fit(fit_b.rows(warm)).score(score_b.rows(warm))  # compile every kernel
     model = make()
