@@ -228,3 +228,21 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
     short = Scores(*(np.zeros((1, 5)),) * 5, np.zeros((1, 5), dtype=bool))
     with pytest.raises(ValueError, match=r"returned anomaly_score of shape \(1, 5\)"):
         unit_scores(f, short, NabConfig())
+
+
+def test_default_detector_is_the_engine_default(tmp_path: Path) -> None:
+    """``vigil bench nab`` runs FleetDetector; on a single series its peer model has no peers,
+    gives no opinion and never leaves a row unscored, so the scores are the ensemble's."""
+    from vigil.benchmarks.nab import default_detector_factory, detect_file
+    from vigil.models.defaults import FLEET_DEFAULTS, FleetDetector
+    from vigil.models.ensemble import Ensemble
+
+    factory = default_detector_factory()
+    assert isinstance(factory(), FleetDetector)
+    (f,) = load_corpus(NAB, FILES[:1])
+    fleet = detect_file(factory, f)
+    own = detect_file(lambda: Ensemble(**FLEET_DEFAULTS["ensemble"]), f)
+    assert not np.isnan(fleet.anomaly_score).any()
+    np.testing.assert_array_equal(fleet.anomaly_score, np.nan_to_num(own.anomaly_score))
+    summary = run_nab(NAB, tmp_path, only=FILES[:1])
+    assert summary["model"]["name"] == "fleet" and summary["unscored_rows"] == 0

@@ -212,10 +212,12 @@ def evaluate(data: M4Data, forecast: np.ndarray) -> dict[str, float]:
 
 
 def default_forecaster(batch: SeriesBatch, horizon: int) -> np.ndarray:
-    """Median forecast [n, horizon] of the engine's default model."""
-    from vigil.models.ensemble import Ensemble
+    """Median forecast [n, horizon] of the engine's default model,
+    :class:`vigil.models.defaults.FleetDetector` (its forecasts are its per-series ensemble's;
+    the peer model does not forecast)."""
+    from vigil.models.defaults import default_factory
 
-    return Ensemble().fit(batch).forecast(horizon, (0.5,))[:, :, 0]
+    return default_factory()().fit(batch).forecast(horizon, (0.5,))[:, :, 0]
 
 
 def run_m4(

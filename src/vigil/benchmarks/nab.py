@@ -245,9 +245,14 @@ def write_profile_scores(out_dir: Path, detector: str, result: ProfileResult) ->
 
 
 def default_detector_factory() -> DetectorFactory:
-    from vigil.models.seasonal import SeasonalBaseline
+    """The engine's default detector, :class:`vigil.models.defaults.FleetDetector`, at its
+    default operating point (the same one ``vigil backtest`` and ``vigil detect`` use).
 
-    return SeasonalBaseline
+    NAB files are single series, so its peer model never has peers: it gives no opinion
+    (NaN, counted as 0) and the scores are the per-series ensemble's."""
+    from vigil.models.defaults import default_factory
+
+    return default_factory()
 
 
 def score_unit(files: Sequence[NabFile], unit: Sequence[np.ndarray]) -> dict[str, ProfileResult]:
@@ -291,8 +296,10 @@ def run_nab(
     results = score_unit(files, unit)
     for res in results.values():
         write_profile_scores(out_dir, detector_name, res)
+    probe = factory()
     summary: dict[str, Any] = {
         "detector": detector_name,
+        "model": {"name": probe.name, "params": probe.params()},
         "files": len(files),
         "rows": int(sum(len(f.values) for f in files)),
         "windows": int(sum(len(f.windows) for f in files)),
