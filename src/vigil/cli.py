@@ -29,8 +29,11 @@ events_app = typer.Typer(
 )
 bench_app = typer.Typer(help="Public benchmarks: NAB (detection) and M4 Hourly (forecasting).",
                         no_args_is_help=True)
+suppress_app = typer.Typer(help="Suppression rules: mute insights, or do not learn a window.",
+                           no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(bench_app, name="bench")
+app.add_typer(suppress_app, name="suppress")
 
 console = Console()
 err = Console(stderr=True)
@@ -300,16 +303,230 @@ def demo(
     days: Annotated[int, typer.Option(help="Days simulated.")] = 14,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
-    """Simulate a fleet with incidents, ingest it, replay it through the engine, score it."""
+    """Simulate a fleet, ingest it, replay it, build insights, write the report, score it."""
     from vigil.demo import run_demo
 
     result = run_demo(_open_store(store), tenant, out, sites=sites, services=services,
                       days=days, seed=seed, say=console.print)
+    from vigil.insights.model import insights_from_json
+
     console.print(f"store {store} (tenant {tenant}); fleet {result.fleet_dir}; "
                   f"backtest {result.backtest_dir}")
+    found = insights_from_json((result.backtest_dir / "insights.json").read_text())
+    table = Table("severity", "kind", "summary", "top cause", "recommendation",
+                  title=f"{len(found)} insights", show_lines=True)
+    for ins in sorted(found, key=lambda i: ("high", "medium", "low").index(i.severity)):
+        table.add_row(ins.severity, ins.kind, ins.summary,
+                      ins.events[0].summary if ins.events else "-",
+                      ins.recommendations[0].action if ins.recommendations else "-")
+    console.print(table)
+    console.print("[bold]Anomaly intervals against the truth[/]")
     _print_summary(result.summary)
+    _print_insight_truth(result.summary.get("insight_truth"))
+    console.print(f"report: {result.report}")
     console.print("stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in
-                                              result.timings.items()))
+                                              result.timings.items())
+                  + f" (total {sum(result.timings.values()):.1f} s)")
+
+
+def _print_insight_truth(t: dict | None) -> None:
+    if not t:
+        return
+    console.print("[bold]Insights against the truth[/]")
+    table = Table("incident kind", "incidents", "recall", "median delay (min)")
+    for kind, row in t["per_kind"].items():
+        delay = row["median_delay_minutes"]
+        table.add_row(kind, str(row["incidents"]), f"{row['recall']:.2f}",
+                      "-" if delay is None else f"{delay:.0f}")
+    console.print(table)
+
+    def num(v: float | None, fmt: str = ".2f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    console.print(
+        f"{t['insights']} insights ({t['reactive']} reactive, {t['proactive']} proactive); "
+        f"recall {num(t['recall'])}; every kind found: {t['every_kind_found']}; false "
+        f"insights {t['false_insights']} = {num(t['false_insights_per_1000_series_days'])} "
+        f"per 1,000 series-days; median delay {num(t['median_delay_minutes'], '.0f')} min")
+    console.print(
+        f"causing event ranked first: {num(t['cause_ranked_first'])} (of incidents with a "
+        f"cause); proactive insight before the crossing: {num(t['proactive_before_crossing'])}"
+        f"; median lead {num(t['median_lead_minutes'], '.0f')} min; median crossing-time "
+        f"error at opening {num(t['median_crossing_error'])} and over the insight's life "
+        f"{num(t['median_crossing_error_over_life'])} of the time that remained")
+
+
+# ------------------------------------------------------------------ insights, report, feedback
+
+
+def _insight_rows(insights: list) -> Table:
+    table = Table("id", "severity", "kind", "status", "start", "summary", "top cause",
+                  "recommendation", show_lines=False)
+    for ins in insights:
+        top = ins.events[0].summary if ins.events else "-"
+        rec = ins.recommendations[0].action if ins.recommendations else "-"
+        table.add_row(ins.id, ins.severity, ins.kind, ins.status, format_ms(ins.start),
+                      ins.summary, top, rec)
+    return table
+
+
+@app.command()
+def insights(
+    store: StoreOpt,
+    tenant: TenantOpt = "default",
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    status_: Annotated[str | None, typer.Option("--status", help="ongoing or closed.")] =
+    None,
+    muted: Annotated[bool, typer.Option(help="Include muted insights.")] = True,
+) -> None:
+    """List the insights kept in the store (built by vigil detect / backtest / demo)."""
+    from vigil.insights.model import STATUSES, insights_to_json
+    from vigil.insights.persist import load_insights
+
+    if fmt not in ("table", "json"):
+        raise _fail(f"--format {fmt!r} is invalid: expected table or json")
+    if status_ is not None and status_ not in STATUSES:
+        raise _fail(f"--status {status_!r} is invalid: expected one of {', '.join(STATUSES)}")
+    found = [i for i in load_insights(_open_store(store), tenant)
+             if (status_ is None or i.status == status_) and (muted or not i.muted)]
+    if fmt == "json":
+        print(insights_to_json(found))
+        return
+    console.print(_insight_rows(found))
+    console.print(f"{len(found)} insights")
+
+
+@app.command()
+def insight(
+    insight_id: Annotated[str, typer.Argument(help="Insight id (a unique prefix works).")],
+    store: StoreOpt,
+    tenant: TenantOpt = "default",
+) -> None:
+    """Every detail of one insight and its evidence (JSON)."""
+    from vigil.insights.model import insight_to_json
+    from vigil.insights.persist import find_insight
+
+    print(json.dumps(insight_to_json(find_insight(_open_store(store), tenant, insight_id)),
+                     indent=2, ensure_ascii=False))
+
+
+@app.command()
+def feedback(
+    insight_id: Annotated[str, typer.Argument(help="Insight id.")],
+    label: Annotated[str, typer.Option(help="false_positive, expected or true_positive.")],
+    store: StoreOpt,
+    tenant: TenantOpt = "default",
+    note: Annotated[str, typer.Option(help="Free text kept with the label.")] = "",
+    user: Annotated[str, typer.Option(help="Who gives the feedback.")] = "",
+) -> None:
+    """Label an insight; false positives make its group less sensitive (docs/insights.md)."""
+    import time
+
+    from vigil.insights.feedback import sensitivity_factors
+    from vigil.insights.persist import add_feedback, read_feedback
+
+    st = _open_store(store)
+    rec = add_feedback(st, tenant, insight_id, label, note, time_ms=int(time.time() * 1000),
+                       user=user)
+    factor = sensitivity_factors(read_feedback(st, tenant)).get(rec["group_key"], 1.0)
+    console.print(f"stored {label} on {rec['insight_id']} (group {rec['group_key']}); its "
+                  f"group's thresholds are now x{factor:g} (applies from the next build)",
+                  markup=False)
+
+
+@app.command()
+def report(
+    store: StoreOpt,
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] =
+    Path("report.html"),
+    tenant: TenantOpt = "default",
+    backtest_dir: Annotated[Path | None, typer.Option(
+        "--backtest", help="Read a backtest's insights.json and scores.parquet instead.")] =
+    None,
+) -> None:
+    """Write one self-contained HTML page (works offline) of the insights with charts."""
+    from vigil.insights.model import insights_from_json
+    from vigil.insights.persist import load_insights
+    from vigil.report import TableSource, member_ids, write_report
+
+    st = _open_store(store)
+    if backtest_dir is not None:
+        path = backtest_dir / "insights.json"
+        if not path.exists():
+            raise _fail(f"{path} does not exist: run vigil backtest --out {backtest_dir}")
+        found = insights_from_json(path.read_text())
+        source = TableSource.from_parquet(backtest_dir / "scores.parquet", member_ids(found))
+        events = None
+    else:
+        found = load_insights(st, tenant)
+        scores = st.read_table(tenant, "scores")
+        if scores is None:
+            raise _fail(f"tenant {tenant!r} holds no scores: run vigil detect first")
+        ids = list(member_ids(found))
+        scores = scores.filter(pc_is_in(scores, ids))
+        source = TableSource(scores)
+        events = st.events(tenant)
+    write_report(out, found, source, events, title=f"Vigil insights ({tenant})")
+    console.print(f"wrote {out} ({len(found)} insights)")
+
+
+def pc_is_in(table, ids: list[int]):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.is_in(table.column("series_id"), value_set=pa.array(ids, pa.int64()))
+
+
+@suppress_app.command("add")
+def suppress_add(
+    rule_id: Annotated[str, typer.Argument(help="Rule id.")],
+    selector: Annotated[str, typer.Option(help='Label matchers, e.g. {site="site-2"}.')],
+    store: StoreOpt,
+    tenant: TenantOpt = "default",
+    start: Annotated[str | None, typer.Option(help="Window start (RFC 3339 or epoch).")] =
+    None,
+    end: Annotated[str | None, typer.Option(help="Window end (RFC 3339 or epoch).")] = None,
+    mute: Annotated[bool, typer.Option(help="Never notify matching insights.")] = True,
+    do_not_learn: Annotated[bool, typer.Option(
+        help="Do not learn the matching points as normal.")] = False,
+    reason: Annotated[str, typer.Option(help="Why (kept with the rule).")] = "",
+) -> None:
+    """Add (or replace) a suppression rule; applies from the next insight build."""
+    from vigil.insights.persist import raw_suppressions, write_suppressions
+
+    st = _open_store(store)
+    rule = {"id": rule_id, "selector": selector, "mute": mute, "do_not_learn": do_not_learn,
+            "reason": reason}
+    if start is not None:
+        rule["start"] = format_ms(parse_time(start))
+    if end is not None:
+        rule["end"] = format_ms(parse_time(end))
+    rules = [r for r in raw_suppressions(st, tenant) if r.get("id") != rule_id] + [rule]
+    write_suppressions(st, tenant, rules)
+    console.print(f"suppression {rule_id} stored ({len(rules)} rules)", markup=False)
+
+
+@suppress_app.command("list")
+def suppress_list(store: StoreOpt, tenant: TenantOpt = "default") -> None:
+    """List the suppression rules."""
+    from vigil.insights.persist import raw_suppressions
+
+    print(json.dumps(raw_suppressions(_open_store(store), tenant), indent=2))
+
+
+@suppress_app.command("remove")
+def suppress_remove(rule_id: Annotated[str, typer.Argument(help="Rule id.")],
+                    store: StoreOpt, tenant: TenantOpt = "default") -> None:
+    """Remove a suppression rule."""
+    from vigil.insights.persist import raw_suppressions, write_suppressions
+
+    st = _open_store(store)
+    rules = raw_suppressions(st, tenant)
+    kept = [r for r in rules if r.get("id") != rule_id]
+    if len(kept) == len(rules):
+        raise _fail(f"no suppression rule {rule_id!r} in tenant {tenant!r}")
+    write_suppressions(st, tenant, kept)
+    console.print(f"removed {rule_id}", markup=False)
 
 
 @bench_app.command("nab")

@@ -1,4 +1,5 @@
-"""``vigil demo``: simulate a fleet, ingest it, replay it through the engine, score against truth.
+"""``vigil demo``: simulate a fleet, ingest it, replay it through the engine, build insights,
+write the report, and score anomalies and insights against the simulator's truth.
 
 Every stage is the real component the CLI exposes; the demo only chains them and times them.
 """
@@ -18,6 +19,7 @@ from typing import Any
 class DemoResult:
     fleet_dir: Path
     backtest_dir: Path
+    report: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
     simulation: Any = None
     ingest: Any = None
@@ -63,9 +65,16 @@ def run_demo(
     with _timed(result.timings, "ingest", say):
         result.ingest = ingest_files(store, tenant, sorted((fleet / "samples").glob("*")))
         result.events = import_events(store, tenant, fleet / "events.jsonl")
+    result.report = out / "report.html"
     with _timed(result.timings, "backtest", say):
         result.summary = backtest_store(
             store, tenant, bt, default_factory(), config=BacktestConfig(workers=workers),
-            truth=fleet / "truth.json",
+            truth=fleet / "truth.json", report=result.report,
         )
+    # the insight and report stages ran inside the backtest, on its arrays in memory
+    inner = result.summary.get("timings", {})
+    for key, name in (("insights_s", "insights"), ("report_s", "report")):
+        if key in inner:
+            result.timings["backtest"] -= inner[key]
+            result.timings[name] = inner[key]
     return result

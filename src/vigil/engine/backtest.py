@@ -7,8 +7,12 @@ partition by partition (:func:`vigil.engine.pool.run_partitioned`), and writes
   warming_up (one row per series and step that holds a value);
 * ``anomalies.json``: per series, the intervals where ``anomaly_score > 1`` with start, end
   (RFC 3339, end inclusive of the last flagged step) and peak score;
+* ``insights.json``: the insights built from the anomalies, the exhaustion forecasts and the
+  store's change events (:mod:`vigil.insights`, contract in docs/insights.md); they are also
+  kept in the store's ``insights`` table, so ``vigil insights`` reads them;
 * ``summary.json``: alerts per series-day and, with a truth file, precision, recall and delay per
-  incident kind (:mod:`vigil.engine.evaluate`).
+  incident kind (:mod:`vigil.engine.evaluate`) and the insight-level scores under
+  ``insight_truth`` (:mod:`vigil.insights.evaluate`).
 """
 
 from __future__ import annotations
@@ -192,7 +196,9 @@ def backtest_store(
     config: BacktestConfig | None = None,
     truth: Path | None = None,
     progress: Progress | None = None,
+    report: Path | None = None,
 ) -> dict[str, Any]:
+    """Replay, write the outputs (module docstring) and, with ``report``, the HTML report."""
     config = config or BacktestConfig()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -221,6 +227,39 @@ def backtest_store(
     write_outputs(out_dir, batch, scores, anomalies, summary)
     (out_dir / "exhaustion.json").write_text(json.dumps(forecasts))
     timings["write_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    insights = _insights(store, tenant, batch, anomalies, forecasts, out_dir, summary,
+                         truth, days)
+    timings["insights_s"] = time.perf_counter() - t0
+    if report is not None:
+        from vigil.report import ArraySource, write_report
+
+        t0 = time.perf_counter()
+        write_report(report, insights, ArraySource(batch, scores),
+                     events=store.events(tenant), title=f"Vigil backtest of tenant {tenant}")
+        timings["report_s"] = time.perf_counter() - t0
     summary["timings"] = timings
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def _insights(store: Any, tenant: str, batch: SeriesBatch, anomalies: list[dict],
+              forecasts: list[dict[str, Any]], out_dir: Path, summary: dict[str, Any],
+              truth: Path | None, days: float) -> list[Any]:
+    """Build the insights at the end of the replay, keep them in the store and insights.json,
+    and score them against the truth."""
+    from vigil.insights import InsightConfig, evaluate_insights, insights_to_json
+    from vigil.insights.inputs import values_from_arrays
+    from vigil.insights.persist import refresh_insights
+
+    result = refresh_insights(
+        store, tenant, config=InsightConfig(tenant=tenant, step_ms=batch.step),
+        values=values_from_arrays(batch.series_ids, batch.start, batch.step, batch.values),
+        now=batch.end - batch.step, anomalies=anomalies, exhaustion=forecasts,
+    )
+    (out_dir / "insights.json").write_text(insights_to_json(result.insights))
+    summary["insights"] = {**result.stats, "notes": result.notes}
+    if truth is not None:
+        summary["insight_truth"] = evaluate_insights(result.insights, load_truth(truth),
+                                                     n_series=batch.n_series, days=days)
+    return result.insights

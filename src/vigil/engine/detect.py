@@ -4,8 +4,10 @@ Each run scores the columns from a **cursor** (where the previous run stopped, k
 tenant's ``detect_cursor`` table) up to ``until`` (default: the newest sample).  The model is
 fitted on the ``fit_window`` before the cursor, with the points that earlier runs flagged
 anomalous masked, then the new columns are replayed causally exactly as in a backtest.  Results
-are appended to the tenant's tables ``scores``, ``anomalies`` and ``exhaustion``, where
-``vigil insights``, the service and the ledger read them.  Running again later continues from
+are appended to the tenant's tables ``scores``, ``anomalies`` and ``exhaustion``; then the
+insights are rebuilt from the whole ``anomalies`` and ``exhaustion`` tables and kept in the
+``insights`` table (:func:`vigil.insights.persist.refresh_insights`), where ``vigil insights``
+reads them.  Running again later continues from
 the cursor; nothing is scored twice.
 """
 
@@ -127,6 +129,14 @@ def detect_store(
                 "crossing_hi")},
         }))
     store.write_table(tenant, CURSOR, pa.table({"end": [end], "step": [step]}))
+    from vigil.insights import InsightConfig
+    from vigil.insights.inputs import values_from_arrays
+    from vigil.insights.persist import refresh_insights
+
+    built = refresh_insights(
+        store, tenant, config=InsightConfig(tenant=tenant, step_ms=step), now=end - step,
+        values=values_from_arrays(batch.series_ids, batch.start, step, batch.values))
     return {"scored_from": format_ms(begin), "scored_until": format_ms(end),
             "steps": new.n_steps, "series": new.n_series, "anomalies": len(anomalies),
-            "exhaustion_forecasts": len(forecasts)}
+            "exhaustion_forecasts": len(forecasts), "insights": len(built.insights),
+            "notifications": len(built.notifications)}

@@ -1,9 +1,12 @@
 """Scoring insights against the simulator's ``truth.json`` (rules in docs/insights.md).
 
-* An incident is **found** when an insight has a member series that carries every label of the
-  incident and one of its metrics, was opened (``opened_at``) no later than the incident's end
-  plus ``grace_ms``, and was still seen (``last_seen``) at or after its start.  Its **delay** is
-  the first such insight's ``opened_at`` minus the incident start (0 if earlier).
+* An incident is **found** by an insight whose onset is no earlier than the incident's start
+  minus ``grace_ms``, that was opened (``opened_at``) within ``[start - grace, end + grace]``
+  and that holds evidence on a series carrying every label of the incident and one of its
+  metrics: a reactive insight an anomaly interval overlapping the incident, a proactive one a
+  forecast member still at risk (``last_seen``) at or after the start.  (An insight that
+  opened long before the incident and merely lasted into it does not count.)  Its **delay**
+  is the first such insight's ``opened_at`` minus the incident start (0 if earlier).
 * An insight is **false** when no incident overlaps ``[start, last_seen]`` (widened by
   ``grace_ms`` on the incident's side) with labels some member series carries (any metric: a
   traffic surge also moves CPU and latency).  Rate: per 1,000 series-days.
@@ -11,8 +14,10 @@
   insight that lists candidate causes ranks that event first (``cause_first``), and whether
   any found insight does (``cause_first_any``).
 * **Exhaustion** (``memory_leak``, ``disk_filling``): whether a proactive insight was opened
-  before the true ``limit_crossing_time``, and the relative error of its first median crossing
-  time: ``|p50 - true| / (true - opened)``.
+  before the true ``limit_crossing_time``, its lead (true crossing - opened), and the relative
+  error of its median crossing time when it opened: ``|p50 - true| / (true - opened)``
+  (``crossing_error``); ``crossing_error_over_life`` is the median of the same ratio over the
+  forecasts it carried before the crossing (opening, recorded moves, latest).
 """
 
 from __future__ import annotations
@@ -41,11 +46,20 @@ def _members(ins: Insight) -> list[Mapping[str, str]]:
 
 
 def _finds(ins: Insight, inc: Mapping[str, Any], start: int, end: int, grace: int) -> bool:
+    """Whether ``ins`` detects the incident: evidence on one of its series and metrics inside
+    the incident, and the insight began around it (not days before, then merely lasting)."""
     metrics = set(inc.get("metrics") or [])
     labels = inc.get("labels") or {}
-    on = any(_carries(s, labels) and (not metrics or s.get("__name__") in metrics)
-             for s in _members(ins))
-    return on and ins.opened_at <= end + grace and ins.last_seen >= start
+
+    def wanted(s: Mapping[str, str]) -> bool:
+        return _carries(s, labels) and (not metrics or s.get("__name__") in metrics)
+
+    if ins.kind == "proactive":
+        on = any(wanted(s) for s in _members(ins)) and ins.last_seen >= start
+    else:
+        on = any(wanted(a.labels) and a.start <= end + grace and a.end >= start
+                 for a in ins.anomalies)
+    return on and start - grace <= ins.opened_at <= end + grace and ins.onset >= start - grace
 
 
 def _explains(ins: Insight, inc: Mapping[str, Any], start: int, end: int, grace: int) -> bool:
@@ -103,6 +117,9 @@ def evaluate_insights(
     hits = [h for v in per_kind.values() for h in v["hit"]]
     delays = [d for v in per_kind.values() for d in v["delay"]]
     errors = [r["crossing_error"] for r in exhaustion if r["crossing_error"] is not None]
+    life = [r["crossing_error_over_life"] for r in exhaustion
+            if r["crossing_error_over_life"] is not None]
+    leads = [r["lead_minutes"] for r in exhaustion if r["lead_minutes"] is not None]
     return {
         "insights": len(insights),
         "reactive": sum(1 for i in insights if i.kind == "reactive"),
@@ -120,6 +137,8 @@ def evaluate_insights(
         "proactive_before_crossing": (sum(r["proactive_before_crossing"] for r in exhaustion)
                                       / len(exhaustion) if exhaustion else None),
         "median_crossing_error": median(errors) if errors else None,
+        "median_crossing_error_over_life": median(life) if life else None,
+        "median_lead_minutes": median(leads) if leads else None,
         "exhaustion": exhaustion,
         "incidents": details,
     }
@@ -131,7 +150,7 @@ def _exhaustion_row(inc: Mapping[str, Any], found: Sequence[Insight],
     pro = [x for x in found if x.kind == "proactive" and x.opened_at < true]
     out: dict[str, Any] = {"id": inc.get("id"), "kind": inc["kind"],
                            "proactive_before_crossing": bool(pro), "lead_minutes": None,
-                           "crossing_error": None}
+                           "crossing_error": None, "crossing_error_over_life": None}
     if pro:
         first = pro[0]
         out["lead_minutes"] = (true - first.opened_at) / 60_000
@@ -139,5 +158,11 @@ def _exhaustion_row(inc: Mapping[str, Any], found: Sequence[Insight],
         if f is not None and f.crossing_time_p50 is not None:
             out["crossing_error"] = abs(f.crossing_time_p50 - true) / max(
                 true - first.opened_at, 1)
+        life = [g for g in (first.first_forecast, *first.updates, first.forecast)
+                if g is not None and g.crossing_time_p50 is not None and g.evaluated_at < true]
+        errors = {g.evaluated_at: abs(g.crossing_time_p50 - true) / max(true - g.evaluated_at, 1)
+                  for g in life if g.crossing_time_p50 is not None}
+        if errors:
+            out["crossing_error_over_life"] = median(errors.values())
     row["proactive_before_crossing"] = out["proactive_before_crossing"]
     return out

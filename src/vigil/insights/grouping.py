@@ -45,10 +45,13 @@ class GroupingConfig:
     group_by: tuple[str, ...] = DEFAULT_GROUP_BY
     fallback_by: tuple[str, ...] = DEFAULT_FALLBACK_BY
     gap_ms: int = 15 * MINUTE
+    bridge_ms: int | None = HOUR  # None: an interval links others for its whole length
 
     def __post_init__(self) -> None:
         if self.gap_ms < 0:
             raise ValueError(f"gap_ms={self.gap_ms} is invalid: expected >= 0 ms")
+        if self.bridge_ms is not None and self.bridge_ms <= 0:
+            raise ValueError(f"bridge_ms={self.bridge_ms} is invalid: expected > 0 ms or None")
         if "__name__" in self.group_by:
             raise ValueError(
                 "group_by holds '__name__': group by where series run (site, service...), "
@@ -110,6 +113,13 @@ def group_of(labels: Mapping[str, str], config: GroupingConfig) -> dict[str, str
     return out
 
 
+def _reach(a: Anomaly, config: GroupingConfig) -> int:
+    """The latest start an interval links to its cluster: its end (at most ``bridge_ms`` after
+    its start) plus the gap."""
+    end = a.end if config.bridge_ms is None else min(a.end, a.start + config.bridge_ms)
+    return end + config.gap_ms
+
+
 def cluster_anomalies(anomalies: Iterable[Anomaly], config: GroupingConfig) -> list[Cluster]:
     """Clusters of related intervals, ordered by (start, group key)."""
     by_group: dict[tuple[tuple[str, str], ...], list[Anomaly]] = defaultdict(list)
@@ -119,15 +129,15 @@ def cluster_anomalies(anomalies: Iterable[Anomaly], config: GroupingConfig) -> l
     for key, items in by_group.items():
         items.sort(key=lambda a: (a.start, a.end, a.series_id))
         current = Cluster(dict(key), [items[0]])
-        end = items[0].end
+        reach = _reach(items[0], config)
         for a in items[1:]:
-            if a.start <= end + config.gap_ms:
+            if a.start <= reach:
                 current.anomalies.append(a)
-                end = max(end, a.end)
+                reach = max(reach, _reach(a, config))
             else:
                 out.append(current)
                 current = Cluster(dict(key), [a])
-                end = a.end
+                reach = _reach(a, config)
         out.append(current)
     out.sort(key=lambda c: (c.start, sorted(c.group.items())))
     return out

@@ -4,9 +4,9 @@ Like a detection pipeline in security monitoring, each stage is a pure function 
 so a run is reproducible and every stage can be inspected:
 
 1. :func:`vigil.insights.build.build_insights` (with the feedback sensitivity factors);
-2. :func:`deduplicate`: one insight per id; against the previous run's table, the newer
-   version of each id wins and insights that are no longer rebuilt (their data aged out) are
-   carried over unchanged;
+2. :func:`deduplicate`: one insight per id; against the previous run's table (with
+   ``carry_over``), the newer version of each id wins and insights that are no longer rebuilt
+   (their data aged out) are carried over unchanged;
 3. :func:`vigil.insights.suppress.apply_suppressions`: mute / do-not-learn tags;
 4. :func:`notifications`: what changed since the previous run, as ``opened``, ``updated`` and
    ``closed`` records; muted insights are never notified.
@@ -140,12 +140,18 @@ def run_pipeline(
     config: InsightConfig | None = None,
     values: ValuesFn | None = None,
     rules: Sequence[Rule] | None = None,
+    carry_over: bool = False,
 ) -> PipelineResult:
-    """One run of the pipeline at ``now`` (default: the latest input time)."""
+    """One run of the pipeline at ``now`` (default: the latest input time).
+
+    ``previous`` is the last run's table: notifications are what changed since it; with
+    ``carry_over`` its insights that are no longer rebuilt (their anomalies aged out of the
+    inputs) are kept unchanged.  Without it (the default, for inputs that hold the whole
+    history) an insight that no longer qualifies, e.g. after false-positive feedback, goes."""
     factors = sensitivity_factors(feedback)
     built: BuildResult = build_insights(anomalies, events, exhaustion, now=now, config=config,
                                         values=values, rules=rules, factors=factors)
-    merged = deduplicate(built.insights, previous)
+    merged = deduplicate(built.insights, previous if carry_over else ())
     tagged = apply_suppressions(merged, suppressions)
     when = now if now is not None else max((i.last_seen for i in tagged), default=0)
     notes = list(built.notes)

@@ -8,8 +8,8 @@ within ``horizon_ms``.  Then:
 
 * not open and at risk: an insight **opens** (its first forecast is kept);
 * open and at risk: it is **updated** with the at-risk member whose median crossing comes
-  first (a move of the median by more than ``max(min_move_ms, move_fraction * time left)``
-  is recorded as an update);
+  first (a move of the median, against the last recorded forecast, by more than
+  ``max(min_move_ms, move_fraction * time left)`` is recorded as an update);
 * open and every member below ``close_probability`` (hysteresis: default 0.3): it **closes**
   at that evaluation; between the two thresholds it stays open unchanged;
 * open but no evaluation for ``stale_ms`` (the series went away): it closes at its last
@@ -137,7 +137,8 @@ def episodes(records: Iterable[ExhaustionRecord], cfg: ProactiveConfig, now: int
                 if current is None:
                     current = Episode(group, t, best, best, t, t, factor=factor)
                 else:
-                    if _moved(current.latest, best, cfg):
+                    reported = current.updates[-1] if current.updates else current.first
+                    if _moved(reported, best, cfg):
                         current.updates.append(best)
                     current.latest = best
                     current.last_seen = t
