@@ -302,6 +302,7 @@ def demo(
     services: Annotated[int, typer.Option(help="Services per site.")] = 8,
     days: Annotated[int, typer.Option(help="Days simulated.")] = 14,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    show: Annotated[int, typer.Option(help="Insights printed (most severe first).")] = 25,
 ) -> None:
     """Simulate a fleet, ingest it, replay it, build insights, write the report, score it."""
     from vigil.demo import run_demo
@@ -313,9 +314,13 @@ def demo(
     console.print(f"store {store} (tenant {tenant}); fleet {result.fleet_dir}; "
                   f"backtest {result.backtest_dir}")
     found = insights_from_json((result.backtest_dir / "insights.json").read_text())
-    table = Table("severity", "kind", "summary", "top cause", "recommendation",
-                  title=f"{len(found)} insights", show_lines=True)
-    for ins in sorted(found, key=lambda i: ("high", "medium", "low").index(i.severity)):
+    shown = sorted(found, key=lambda i: ("high", "medium", "low").index(i.severity))[:show]
+    title = f"{len(found)} insights" + (f" (the {len(shown)} most severe; all of them in the "
+                                        "report and 'vigil insights')"
+                                        if len(shown) < len(found) else "")
+    table = Table("severity", "kind", "summary", "top cause", "recommendation", title=title,
+                  show_lines=True)
+    for ins in shown:
         table.add_row(ins.severity, ins.kind, ins.summary,
                       ins.events[0].summary if ins.events else "-",
                       ins.recommendations[0].action if ins.recommendations else "-")
@@ -461,7 +466,8 @@ def report(
         found = load_insights(st, tenant)
         scores = st.read_table(tenant, "scores")
         if scores is None:
-            raise _fail(f"tenant {tenant!r} holds no scores: run vigil detect first")
+            raise _fail(f"tenant {tenant!r} holds no scores: run vigil detect first, or pass "
+                        "--backtest DIR for a backtest's outputs")
         ids = list(member_ids(found))
         scores = scores.filter(pc_is_in(scores, ids))
         source = TableSource(scores)
