@@ -29,7 +29,8 @@ pytestmark = pytest.mark.skipif(not NAB.is_dir(), reason="NAB data (../shared/da
 
 
 class EwmZScore(Model):
-    """Test fixture: |value - EW mean| / (3 EW std), one step ahead, causal."""
+    """Test fixture: |value - EW mean| / (3 EW std), one step ahead, causal; a missing value
+    (NaN, e.g. a point the replay masked before a refit) scores 0 and is not learnt."""
 
     name = "ewm_zscore_fixture"
 
@@ -41,8 +42,8 @@ class EwmZScore(Model):
         for t in range(batch.n_steps):
             x = batch.values[:, t]
             sd = np.sqrt(self.var_) + 1e-9
-            score[:, t] = np.abs(x - self.mean_) / (3.0 * sd) if out else 0.0
-            d = x - self.mean_
+            score[:, t] = np.nan_to_num(np.abs(x - self.mean_) / (3.0 * sd)) if out else 0.0
+            d = np.nan_to_num(x - self.mean_)
             self.mean_ = self.mean_ + self.alpha * d
             self.var_ = (1 - self.alpha) * (self.var_ + self.alpha * d * d)
         self.end_ = batch.end
@@ -50,8 +51,8 @@ class EwmZScore(Model):
 
     def fit(self, batch: SeriesBatch) -> Self:
         self.step_ = batch.step
-        self.mean_ = batch.values[:, 0].copy()
-        self.var_ = np.full(batch.n_series, np.nanvar(batch.values, axis=1))
+        self.mean_ = np.nan_to_num(np.nanmedian(batch.values, axis=1))
+        self.var_ = np.nan_to_num(np.nanvar(batch.values, axis=1))
         self._run(batch, out=False)
         return self
 
@@ -118,7 +119,8 @@ def test_run_writes_the_nab_layout_and_scores(tmp_path: Path) -> None:
 
 
 class WarmingUp(EwmZScore):
-    """Test fixture: the first 10 scored rows are withheld (NaN), as a model warming up."""
+    """Test fixture: the first 10 rows of each score call are withheld (NaN), as a model
+    warming up."""
 
     def score(self, batch: SeriesBatch) -> Scores:
         out = super().score(batch)
@@ -127,12 +129,21 @@ class WarmingUp(EwmZScore):
 
 
 def test_unscored_rows_are_counted_not_hidden(tmp_path: Path) -> None:
-    summary = run_nab(NAB, tmp_path, WarmingUp, detector_name="warm", only=FILES[:1])
+    once = NabConfig(refit_every=None)  # one fit, one score call
+    summary = run_nab(NAB, tmp_path, WarmingUp, detector_name="warm", only=FILES[:1], config=once)
     assert summary["unscored_rows"] == 10
     key = FILES[0]
     out = pd.read_csv(tmp_path / "warm" / key.split("/")[0] / f"warm_{key.split('/')[1]}")
     p = probation_length(len(out))
     assert (out["anomaly_score"].to_numpy()[p : p + 10] == 0).all()
+    # the engine's replay scores chunk by chunk between refits: 10 withheld rows per chunk
+    (f,) = load_corpus(NAB, FILES[:1])
+    replay = NabConfig().replay(f)
+    assert replay is not None and replay.warmup_steps == p
+    chunks = -(-(len(f.values) - p) // replay.refit_every_steps)
+    assert chunks > 1
+    summary = run_nab(NAB, tmp_path, WarmingUp, detector_name="warm2", only=FILES[:1])
+    assert summary["unscored_rows"] == 10 * chunks
 
 
 def test_run_is_causal_per_file(tmp_path: Path) -> None:

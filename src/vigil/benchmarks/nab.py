@@ -11,10 +11,15 @@ How a file is run (ONE configuration for the whole corpus, as NAB requires):
   one score and nothing is dropped or merged; the price is that a gap shifts the time of day the
   model sees for the rows after it.  (Aligning on a grid would merge repeated timestamps into one
   column and leave rows without a score.)
-* **Causal.**  The detector is fitted on the probationary prefix only (the rows NAB does not
-  score: ``min(floor(0.15 n), 750)``), then :meth:`Model.score` runs over the remaining rows in
-  one call; ``score`` is causal by contract (each column is predicted from the state before it).
-  Probationary rows get anomaly_score 0 in the results files.
+* **Causal, as the engine replays.**  The file goes through the engine's own causal replay,
+  :func:`vigil.engine.replay.replay_partition` (what ``vigil backtest`` runs): a fresh detector
+  is fitted on the probationary prefix (the rows NAB does not score:
+  ``min(floor(0.15 n), 750)``), scores the following rows causally (each column is predicted
+  from the state before it) and is refitted every ``refit_every`` on the trailing
+  ``fit_window`` with the points it flagged masked, the engine's default schedule (1 day,
+  14 days; durations are turned into rows with the file's step).  ``refit_every=None`` fits
+  once on the prefix and scores the rest in one call.  Probationary rows get anomaly_score 0
+  in the results files.
 * **[0, 1] scores.**  The detector's ``anomaly_score`` (0 normal, 1 boundary, > 1 anomalous)
   goes through the fixed post-processing stage of :class:`NabConfig`
   (:class:`vigil.models.postprocess.PostProcess`: peak ratio + range novelty, then the
@@ -32,7 +37,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,8 @@ from vigil.benchmarks.nab_score import (
     probation_length,
     score_corpus,
 )
+from vigil.engine.backtest import BacktestConfig, parse_duration
+from vigil.engine.replay import ReplayConfig, replay_partition
 from vigil.models.base import Model, Scores
 from vigil.models.postprocess import PostProcess
 from vigil.series import series_id
@@ -157,23 +164,53 @@ def fit_rows(nab_file: NabFile) -> int:
     return max(nab_file.probation, 1)
 
 
-def detect_file(factory: DetectorFactory, nab_file: NabFile) -> Scores:
-    """Fit a fresh detector on the probationary prefix, score every later row causally in one
-    call (the scores cover rows ``fit_rows(nab_file)..n-1``)."""
-    batch = nab_file.batch()
-    p = fit_rows(nab_file)
-    model = factory().fit(batch.columns(0, p))
-    return model.score(batch.columns(p, batch.n_steps))
-
-
 @dataclass(frozen=True)
 class NabConfig:
     """The one configuration used for the whole corpus."""
 
     postprocess: PostProcess = field(default_factory=PostProcess)
+    # the engine's backtest schedule; None: fit once on the probationary prefix
+    refit_every: str | None = BacktestConfig.refit_every
+    fit_window: str = BacktestConfig.fit_window
+
+    def __post_init__(self) -> None:
+        if self.refit_every is not None:
+            parse_duration(self.refit_every)
+        parse_duration(self.fit_window)
+
+    def replay(self, nab_file: NabFile) -> ReplayConfig | None:
+        """The replay schedule of one file in its own rows (None: no refits)."""
+        if self.refit_every is None:
+            return None
+        step = nab_file.step()
+        return ReplayConfig(
+            warmup_steps=fit_rows(nab_file),
+            refit_every_steps=max(1, parse_duration(self.refit_every) // step),
+            fit_window_steps=max(1, parse_duration(self.fit_window) // step),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fit": "probationary prefix", "postprocess": self.postprocess.to_dict()}
+        return {
+            "fit": "probationary prefix",
+            "refit_every": self.refit_every,
+            "fit_window": self.fit_window if self.refit_every is not None else None,
+            "postprocess": self.postprocess.to_dict(),
+        }
+
+
+def detect_file(
+    factory: DetectorFactory, nab_file: NabFile, config: NabConfig | None = None
+) -> Scores:
+    """Fit a fresh detector on the probationary prefix and score every later row causally,
+    refitting on ``config``'s schedule (the scores cover rows ``fit_rows(nab_file)..n-1``)."""
+    batch = nab_file.batch()
+    p = fit_rows(nab_file)
+    replay = (config or NabConfig()).replay(nab_file)
+    if replay is None:
+        model = factory().fit(batch.columns(0, p))
+        return model.score(batch.columns(p, batch.n_steps))
+    scores, _, _ = replay_partition(batch, replay, factory)
+    return Scores(**{f.name: getattr(scores, f.name)[:, p:] for f in fields(Scores)})
 
 
 def unit_scores(nab_file: NabFile, scores: Scores, config: NabConfig) -> tuple[np.ndarray, int]:
@@ -286,7 +323,7 @@ def run_nab(
     t0 = time.perf_counter()
     unit, unscored = [], 0
     for f in files:
-        u, missing = unit_scores(f, detect_file(factory, f), config)
+        u, missing = unit_scores(f, detect_file(factory, f, config), config)
         unit.append(u)
         unscored += missing
         write_file_results(out_dir, detector_name, f, u)
