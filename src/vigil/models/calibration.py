@@ -275,16 +275,25 @@ def _row_quantiles(z: np.ndarray, lo: float, hi: float) -> tuple:  # pragma: no 
         cnt[i] = m
         if m == 0:
             continue
+        # the lower quantile first; the upper one (lo <= hi) is then selected among the
+        # values above it only (exact: the same order statistics, about half the work)
+        base = 0
         for which in range(2):
             pos = (lo if which == 0 else hi) * (m - 1)
             j = int(pos)  # pos >= 0
-            v = select(buf, m, j)
+            if j < base:  # both quantiles fall on the same order statistic
+                j0 = base - 1
+                v = buf[j0]
+            else:
+                v = select(buf[base:m], m - base, j - base)
+                j0 = j
             if j + 1 < m:
-                nxt = buf[j + 1]
-                for jj in range(j + 2, m):
+                nxt = buf[j0 + 1]
+                for jj in range(j0 + 2, m):
                     nxt = min(nxt, buf[jj])
                 v += (pos - j) * (nxt - v)
             q[which, i] = v
+            base = j0 + 1
     return q[0], q[1], cnt
 
 

@@ -25,18 +25,59 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
+from numba import njit
 
 from vigil.batch import SeriesBatch
 from vigil.models.base import Model, Scores
 from vigil.models.ensemble import Ensemble
 from vigil.models.peer import PeerModel
 
-
 _GUARDS = {"min_duration": 2, "window": 3}
 FLEET_DEFAULTS: dict[str, dict[str, Any]] = {
     "ensemble": {"alarm_rate": 1e-4, "guards": _GUARDS},
     "peer": {"alpha": 1e-4, "guards": _GUARDS},
 }
+
+
+_BIG = float(np.finfo(np.float64).max)
+
+
+@njit(cache=True)
+def _finite(x: float) -> float:  # pragma: no cover - compiled
+    """``np.nan_to_num`` of one value."""
+    if x != x:
+        return 0.0
+    if x == np.inf:
+        return _BIG
+    if x == -np.inf:
+        return -_BIG
+    return x
+
+
+@njit(cache=True)
+def _combine(
+    own: tuple, own_warm: np.ndarray, peer: tuple, peer_warm: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """Point-by-point combination (see the module docstring), written over the own model's
+    arrays ``own = (expected, lower, upper, p_value, anomaly_score)`` and ``own_warm``."""
+    e, lo, hi, p, s = own
+    pe, plo, phi, pp, ps = peer
+    n, t_len = e.shape
+    for i in range(n):
+        for t in range(t_len):
+            own_score = _finite(s[i, t])
+            peer_score = _finite(ps[i, t])
+            if peer_score > own_score:
+                p[i, t] = pp[i, t]
+                s[i, t] = peer_score
+            else:
+                s[i, t] = own_score
+            own_ready = not own_warm[i, t] and np.isfinite(e[i, t])
+            if not own_ready and np.isfinite(pe[i, t]):
+                e[i, t] = pe[i, t]
+                lo[i, t] = plo[i, t]
+                hi[i, t] = phi[i, t]
+            own_warm[i, t] = own_warm[i, t] and peer_warm[i, t]
 
 
 class FleetDetector(Model):
@@ -61,19 +102,11 @@ class FleetDetector(Model):
     def score(self, batch: SeriesBatch) -> Scores:
         own = self.own_.score(batch)
         peer = self.peers_.score(batch)
-        own_score = np.nan_to_num(own.anomaly_score, nan=0.0)
-        peer_score = np.nan_to_num(peer.anomaly_score, nan=0.0)
-        own_ready = ~own.warming_up & np.isfinite(own.expected)
-        use_peer_score = peer_score > own_score
-        use_peer_band = ~own_ready & np.isfinite(peer.expected)
-        return Scores(
-            expected=np.where(use_peer_band, peer.expected, own.expected),
-            lower=np.where(use_peer_band, peer.lower, own.lower),
-            upper=np.where(use_peer_band, peer.upper, own.upper),
-            p_value=np.where(use_peer_score, peer.p_value, own.p_value),
-            anomaly_score=np.maximum(own_score, peer_score),
-            warming_up=own.warming_up & peer.warming_up,
-        )
+        # one pass over the points, in place: the own scores' arrays are this call's own
+        planes = (own.expected, own.lower, own.upper, own.p_value, own.anomaly_score)
+        _combine(planes, own.warming_up, (peer.expected, peer.lower, peer.upper,
+                 peer.p_value, peer.anomaly_score), peer.warming_up)  # fmt: skip
+        return own
 
     def forecast(self, horizon: int, quantiles: Sequence[float] = (0.1, 0.5, 0.9)) -> np.ndarray:
         return self.own_.forecast(horizon, quantiles)

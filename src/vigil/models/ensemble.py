@@ -35,11 +35,13 @@ from vigil.models.base import Model, Scores
 from vigil.models.ets import ETS
 from vigil.models.ets_scoring import (
     combine,
+    combine_members,
     finish_scores,
     prior_tail,
     scale_filter,
     scale_score,
     tail_args,
+    weighted_majority,
 )
 from vigil.models.guards import Guards
 
@@ -199,8 +201,12 @@ class Ensemble(Model):
 
     @staticmethod
     def _one_step(model: Model, batch: SeriesBatch) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(model, ETS):
-            return model.one_step(batch)
+        """A member's one-step predictions and warm-up flags over ``batch`` (advancing it):
+        its ``one_step`` when it has one (no scores, p-values or guards computed)."""
+        one_step = getattr(model, "one_step", None)
+        if one_step is not None:
+            out: tuple[np.ndarray, np.ndarray] = one_step(batch)
+            return out
         sc = model.score(batch)
         return sc.expected, sc.warming_up
 
@@ -230,19 +236,23 @@ class Ensemble(Model):
     def score(self, batch: SeriesBatch) -> Scores:
         self._check(batch)
         parts = [self._one_step(model, batch) for model in self.models_]
-        expected = combine(np.stack([p[0] for p in parts]), self.w_score_)
+        expected = combine_members(
+            tuple(np.ascontiguousarray(p[0], dtype=np.float64) for p in parts), self.w_score_
+        )
         out, own_warm = scale_score(
             expected, np.ascontiguousarray(batch.values, dtype=np.float64), self.sigma2_,
             self.floor2_, self.nobs_, self.sigma_rate, self.reject, self.warmup,
             *tail_args((self.nu_, self.c_), self.alarm_rate),
         )  # fmt: skip
         # warming up: the members holding most of the weight are, or the own scale is
-        member_warm = combine(np.stack([p[1] for p in parts]).astype(np.float64), self.w_score_)
+        warming = weighted_majority(
+            tuple(np.ascontiguousarray(p[1], dtype=np.bool_) for p in parts), self.w_score_,
+            own_warm,
+        )  # fmt: skip
         self.end_ = int(batch.end)
         scores, self.guard_hist_ = finish_scores(
-            out, (member_warm > 0.5) | own_warm, batch.values, self.guards, self.direction_,
-            self.guard_hist_,
-        )  # fmt: skip
+            out, warming, batch.values, self.guards, self.direction_, self.guard_hist_
+        )
         return scores
 
     def forecast(self, horizon: int, quantiles: Sequence[float] = (0.1, 0.5, 0.9)) -> np.ndarray:

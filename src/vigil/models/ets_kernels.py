@@ -169,8 +169,8 @@ def filter_states(
     n, t_len = y.shape
     m = season.shape[1]
     width = t_len if mode != NO_OUTPUT else 0
-    out = np.full((N_OUT[mode], n, width), np.nan)
-    warming = np.zeros((n, width), dtype=np.bool_)
+    out = np.empty((N_OUT[mode], n, width))  # every cell is written below
+    warming = np.empty((n, width), dtype=np.bool_)
     for i in prange(n):
         lv = level[i]
         tr = trend[i]
@@ -204,6 +204,8 @@ def filter_states(
                 elif mode == RESIDUALS:
                     if observed and sig > 0 and t >= first[i] + warmup:
                         out[0, i, t] = e / sig
+                    else:
+                        out[0, i, t] = np.nan
                 else:
                     half = sig * hb
                     lo = pred - half
@@ -226,6 +228,9 @@ def filter_states(
                         lp = calibration.fast_log_tail2(z, nu[i], lb, tab, zm)
                         out[3, i, t] = math.exp(lp)
                         out[4, i, t] = max(lp, calibration.LOG_P_FLOOR) / log_alpha
+                    else:
+                        out[3, i, t] = np.nan
+                        out[4, i, t] = np.nan
             p += 1
             if p == m:
                 p = 0

@@ -44,8 +44,11 @@ def finish_scores(
     guard_hist: np.ndarray,
 ) -> tuple[Scores, np.ndarray]:
     """``Scores`` from the kernels' planes (expected, lower, upper, p, raw score) after the
-    guards, and the guards' new duration history."""
-    score, hist = apply_guards(values, out[0], out[4], direction, guards, guard_hist)
+    guards, and the guards' new duration history (the raw score plane ``out[4]`` is scratch:
+    the guarded scores are written over it)."""
+    score, hist = apply_guards(
+        values, out[0], out[4], direction, guards, guard_hist, inplace=True
+    )
     return Scores(out[0], out[1], out[2], out[3], score, warming), hist
 
 
@@ -70,8 +73,8 @@ def scale_score(
     """Scores of predictions with a running residual scale (as :func:`scale_filter`):
     ``out [5, n, T]`` (expected, lower, upper, p, raw score) and ``warming [n, T]``."""
     n, t_len = values.shape
-    out = np.full((5, n, t_len), np.nan)
-    warming = np.zeros((n, t_len), dtype=np.bool_)
+    out = np.empty((5, n, t_len))  # every cell is written below
+    warming = np.empty((n, t_len), dtype=np.bool_)
     for i in prange(n):
         s2 = sigma2[i]
         cnt = nobs[i]
@@ -88,6 +91,8 @@ def scale_score(
             r = values[i, t] - e
             warming[i, t] = cnt < warmup
             if np.isnan(r):
+                out[3, i, t] = np.nan
+                out[4, i, t] = np.nan
                 continue
             if sig > 0:
                 z = abs(r) / (sig * c[i])
@@ -131,6 +136,46 @@ def combine(parts: np.ndarray, w: np.ndarray) -> np.ndarray:  # pragma: no cover
                     den += w[i, k]
             if den > 0:
                 out[i, t] = num / den
+    return out
+
+
+@njit(parallel=True, cache=True)
+def combine_members(parts: tuple, w: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """:func:`combine` of a tuple of K member arrays ``[n, L]`` (no stacked copy); the same
+    arithmetic, so the same bits."""
+    k_len = len(parts)
+    n, width = parts[0].shape
+    out = np.empty((n, width))
+    for i in prange(n):
+        for t in range(width):
+            num = 0.0
+            den = 0.0
+            for k in range(k_len):
+                v = parts[k][i, t]
+                if np.isfinite(v):
+                    num += w[i, k] * v
+                    den += w[i, k]
+            out[i, t] = num / den if den > 0 else np.nan
+    return out
+
+
+@njit(parallel=True, cache=True)
+def weighted_majority(
+    flags: tuple, w: np.ndarray, extra: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
+    """``(combine(flags as 0/1, w) > 0.5) | extra`` for a tuple of K bool arrays ``[n, L]``:
+    whether the members holding most of the weight are flagged (or ``extra`` is)."""
+    k_len = len(flags)
+    n, width = extra.shape
+    out = np.empty((n, width), dtype=np.bool_)
+    for i in prange(n):
+        for t in range(width):
+            num = 0.0
+            den = 0.0
+            for k in range(k_len):
+                num += w[i, k] * (1.0 if flags[k][i, t] else 0.0)
+                den += w[i, k]
+            out[i, t] = (den > 0 and num / den > 0.5) or extra[i, t]
     return out
 
 

@@ -126,9 +126,9 @@ def _guard(
     need: int,
     window: int,
     cap: float,
-) -> np.ndarray:  # pragma: no cover - compiled
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
     n, t_len = score.shape
-    out = score.copy()
     keep_mask = (np.int64(1) << (window - 1)) - 1  # previous window - 1 flags
     for i in range(n):
         h = hist[i] & keep_mask
@@ -153,7 +153,6 @@ def _guard(
                     out[i, t] = min(s, cap)
             h = ((h << 1) | flag) & keep_mask
         hist[i] = h
-    return out
 
 
 def apply_guards(
@@ -163,13 +162,18 @@ def apply_guards(
     direction: np.ndarray,
     guards: Guards,
     hist: np.ndarray,
+    inplace: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Guarded scores ``[n, T]`` and the new duration history ``[n]`` (inputs unchanged)."""
+    """Guarded scores ``[n, T]`` and the new duration history ``[n]`` (inputs unchanged,
+    except ``score`` with ``inplace=True`` when it is a C-contiguous float64 array: the
+    guarded scores are then written over it and returned)."""
     h = np.array(hist, dtype=np.int64)
-    out = _guard(
+    raw = np.ascontiguousarray(score, dtype=np.float64)
+    out = raw if inplace else raw.copy()
+    _guard(
         np.ascontiguousarray(values, dtype=np.float64),
         np.ascontiguousarray(expected, dtype=np.float64),
-        np.ascontiguousarray(score, dtype=np.float64),
+        raw,
         np.ascontiguousarray(direction, dtype=np.int8),
         h,
         float(guards.min_abs_dev),
@@ -178,5 +182,6 @@ def apply_guards(
         int(guards.min_duration),
         int(guards.window),
         GUARD_CAP,
+        out,
     )
     return out, h

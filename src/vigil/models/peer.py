@@ -100,7 +100,7 @@ def _peer_run(
     out: np.ndarray,
     warming: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    t_len, n = values.shape  # time-major: one step's values are contiguous
+    n, t_len = values.shape  # groups are independent: each group is run over time in turn
     min_hist, min_peers, orate, srate, huber, log_alpha, floor = (
         par[0], par[1], par[2], par[3], par[4], par[5], par[6],
     )  # fmt: skip
@@ -114,20 +114,20 @@ def _peer_run(
     idx = np.empty(cap, np.int64)
     rank = np.full(n, -1, np.int64)
     sbuf = np.empty(cap)
-    for t in range(t_len):
-        for g in range(bounds.shape[0] - 1):
-            a, b = bounds[g], bounds[g + 1]
+    for g in range(bounds.shape[0] - 1):
+        a, b = bounds[g], bounds[g + 1]
+        for t in range(t_len):
             n_est = 0
             for j in range(a, b):
                 i = order[j]
-                if values[t, i] == values[t, i] and count[i] >= min_hist:
+                if values[i, t] == values[i, t] and count[i] >= min_hist:
                     n_est += 1
             use_all = n_est < min_peers
             m = 0
             n_s = 0
             for j in range(a, b):
                 i = order[j]
-                y = values[t, i]
+                y = values[i, t]
                 if y == y and (use_all or count[i] >= min_hist):
                     # insertion by u (groups are small; ties keep member order)
                     val = y - offset[i]
@@ -155,14 +155,14 @@ def _peer_run(
                     pooled = 0.5 * (lo + pooled)
             for j in range(a, b):
                 i = order[j]
-                y = values[t, i]
+                y = values[i, t]
                 warm = count[i] < min_hist
-                warming[t, i] = warm
+                warming[i, t] = warm
                 r_i = rank[i]
                 peers = m - 1 if r_i >= 0 else m
                 if peers < min_peers:
                     for q in range(5):
-                        out[q, t, i] = np.nan
+                        out[q, i, t] = np.nan
                     if y == y:
                         count[i] += 1
                     continue
@@ -170,13 +170,13 @@ def _peer_run(
                 sc = pooled if warm else scale[i]
                 if pooled == pooled:
                     sc = max(sc, floor * pooled)
-                out[0, t, i] = e
+                out[0, i, t] = e
                 half = sc * c[i] * qband[i]
-                out[1, t, i] = e - half
-                out[2, t, i] = e + half
+                out[1, i, t] = e - half
+                out[2, i, t] = e + half
                 if y != y:
                     for q in range(3, 5):
-                        out[q, t, i] = np.nan
+                        out[q, i, t] = np.nan
                     continue
                 r = y - e
                 if sc > 0:
@@ -188,8 +188,8 @@ def _peer_run(
                 else:
                     z = np.nan  # no scale yet: no opinion
                 lp = fast_log_tail2(abs(z) / c[i], nu[i], lb[i], tabs[tabrow[i]], zmax[tabrow[i]])
-                out[3, t, i] = lp
-                out[4, t, i] = z
+                out[3, i, t] = lp
+                out[4, i, t] = z
                 if not lp < log_alpha:  # normal or unscored: learn
                     lim = huber * sc if sc > 0 else np.inf
                     rc = min(max(r, -lim), lim)
@@ -309,8 +309,8 @@ class PeerModel(StatefulModel):
 
     def _advance(self, batch: SeriesBatch) -> tuple[np.ndarray, np.ndarray]:
         self._check_batch(batch)
-        values = np.ascontiguousarray(batch.values.T, dtype=np.float64)  # [T, n]
-        t_len, n = values.shape
+        values = np.ascontiguousarray(batch.values, dtype=np.float64)
+        n, t_len = values.shape
         order = np.argsort(self.group_, kind="stable")
         gs = self.group_[order]
         bounds = np.concatenate(([0], np.flatnonzero(gs[1:] != gs[:-1]) + 1, [n])).astype(np.int64)
@@ -322,8 +322,8 @@ class PeerModel(StatefulModel):
             self.min_history, self.min_peers, self.offset_rate, self.scale_rate, self.huber,
             math.log(self.alpha), self.scale_floor,
         ], dtype=np.float64)  # fmt: skip
-        out = np.empty((5, t_len, n))  # expected, lower, upper, log p, z
-        warming = np.empty((t_len, n), dtype=np.bool_)
+        out = np.empty((5, n, t_len))  # expected, lower, upper, log p, z
+        warming = np.empty((n, t_len), dtype=np.bool_)
         offset, scale, count = self.offset_.copy(), self.scale_.copy(), self.count_.copy()
         _peer_run(
             values, order, bounds, offset, scale, count, self.nu_, self.c_, qband,
@@ -331,17 +331,15 @@ class PeerModel(StatefulModel):
         )  # fmt: skip
         self.offset_, self.scale_, self.count_ = offset, scale, count
         self.end_ = int(batch.end)
-        return (
-            np.ascontiguousarray(out.transpose(0, 2, 1)),
-            np.ascontiguousarray(warming.T),
-        )
+        return out, warming
 
     def score(self, batch: SeriesBatch) -> Scores:
         out, warming = self._advance(batch)
         raw = anomaly_score(out[3], self.alpha)
         guarded, self.guard_hist_ = apply_guards(
-            batch.values, out[0], raw, self.direction_, self.guards, self.guard_hist_
-        )
+            batch.values, out[0], raw, self.direction_, self.guards, self.guard_hist_,
+            inplace=True,
+        )  # fmt: skip
         return Scores(
             expected=out[0],
             lower=out[1],

@@ -73,6 +73,10 @@ LEVEL, SCALE, COUNT, RUN_N, RUN_SUM, RUN_SQ, CU_POS, CU_NEG, POS_N, POS_SUM, NEG
     12
 )
 N_DYN = 12
+# what ``_run`` writes: every plane (scores), expected + z (fitting), expected only (an
+# ensemble's one-step predictions); the recursion itself is the same in every mode
+FULL, FIT, PREDICT = 0, 1, 2
+N_PLANES = (6, 2, 1)
 FIT_BLOCK_CELLS = 2_000_000  # rows x columns fitted at once
 
 
@@ -95,10 +99,14 @@ def _run(
     out: np.ndarray,
     warming: np.ndarray,
     cp_flag: np.ndarray,
+    mode: int,
 ) -> None:  # pragma: no cover - compiled
     """Advance ``dyn``/``prof`` over ``values``; ``out[j]`` = expected, lower, upper, log p,
-    raw z, CUSUM statistic (each ``[n, T]``)."""
+    raw z, CUSUM statistic (each ``[n, T]``) in mode ``FULL``; expected and raw z in ``FIT``;
+    expected in ``PREDICT``."""
     n, t_len = values.shape
+    full = mode == FULL
+    zi = 4 if full else (1 if mode == FIT else -1)  # plane of the raw z
     min_hist, prate, srate, huber, relearn, ck, ch, cclip, log_alpha = (
         par[0], par[1], par[2], par[3], par[4], par[5], par[6], par[7], par[8],
     )  # fmt: skip
@@ -126,8 +134,11 @@ def _run(
             cp_flag[i, k] = 0
             if count < min_hist:
                 warming[i, k] = True
-                for j in range(1, 6):
-                    out[j, i, k] = np.nan
+                if full:
+                    for j in range(1, 6):
+                        out[j, i, k] = np.nan
+                elif zi > 0:
+                    out[zi, i, k] = np.nan
                 if y == y:
                     d = y - pr
                     if count == 0 or level != level:
@@ -141,12 +152,16 @@ def _run(
             else:
                 warming[i, k] = False
                 sc = s * mr
-                half = sc * c[i] * qband[i]
-                out[1, i, k] = e - half
-                out[2, i, k] = e + half
+                if full:
+                    half = sc * c[i] * qband[i]
+                    out[1, i, k] = e - half
+                    out[2, i, k] = e + half
                 if y != y:
-                    for j in range(3, 6):
-                        out[j, i, k] = np.nan
+                    if full:
+                        for j in range(3, 6):
+                            out[j, i, k] = np.nan
+                    elif zi > 0:
+                        out[zi, i, k] = np.nan
                 else:
                     r = y - e
                     if sc > 0:
@@ -157,8 +172,10 @@ def _run(
                         z = math.copysign(np.inf, r)
                     zt = z / c[i]
                     lp = fast_log_tail2(abs(zt), nu[i], lb, tab, zm)
-                    out[3, i, k] = lp
-                    out[4, i, k] = z
+                    if full:
+                        out[3, i, k] = lp
+                    if zi > 0:
+                        out[zi, i, k] = z
                     d = y - pr
                     if cpos == 0.0:
                         pos_n = 0.0
@@ -173,7 +190,8 @@ def _run(
                     if cneg > 0.0:
                         neg_n += 1.0
                         neg_sum += d
-                    out[5, i, k] = max(cpos, cneg) / ch
+                    if full:
+                        out[5, i, k] = max(cpos, cneg) / ch
                     if lp < log_alpha:  # anomalous: not learnt
                         run_n += 1.0
                         run_sum += d
@@ -347,12 +365,12 @@ class SeasonalBaseline(StatefulModel):
         prof0 = self.prof_
         for _ in range(self.calibration_passes):  # pass 1: prior calibration; then the last
             self.prof_, self.dyn_, self.end_ = prof0, _empty_dyn(n), int(batch.start)
-            out, _, _ = self._advance(batch)
-            tail = fit_tail(out[4], self.tail_min_count, self.prior_nu)
+            out, _, _ = self._advance(batch, FIT)
+            tail = fit_tail(out[1], self.tail_min_count, self.prior_nu)
             self.nu_, self.c_ = tail.nu, tail.c
         # the duration guard's history: flags of the last window - 1 columns, recalibrated
         last = slice(max(batch.n_steps - self.guards.window + 1, 0), batch.n_steps)
-        raw = anomaly_score(log_p_value(out[4][:, last], self.nu_, self.c_), self.alpha)
+        raw = anomaly_score(log_p_value(out[1][:, last], self.nu_, self.c_), self.alpha)
         _, self.guard_hist_ = apply_guards(
             values[:, last], out[0][:, last], raw, self.direction_, self.guards,
             np.zeros(n, dtype=np.int64),
@@ -360,7 +378,9 @@ class SeasonalBaseline(StatefulModel):
         return self
 
     # --- online --------------------------------------------------------------------------
-    def _advance(self, batch: SeriesBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _advance(
+        self, batch: SeriesBatch, mode: int = FULL
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._check_batch(batch)
         values = np.ascontiguousarray(batch.values, dtype=np.float64)
         n, t_len = values.shape
@@ -371,14 +391,14 @@ class SeasonalBaseline(StatefulModel):
             self.relearn_after, self.cusum.k, self.cusum.h, self.cusum.clip,
             math.log(self.alpha),
         ], dtype=np.float64)  # fmt: skip
-        out = np.empty((6, n, t_len))
+        out = np.empty((N_PLANES[mode], n, t_len))
         warming = np.empty((n, t_len), dtype=np.bool_)
         cp_flag = np.empty((n, t_len), dtype=np.int8)
         prof = self.prof_.copy()
         dyn = self.dyn_.copy()
         _run(
             values, batch.start // batch.step, self.period_, prof, self.madrel_, self.rate_,
-            self.nu_, self.c_, qband, tabrow, tabs, zmax, dyn, par, out, warming, cp_flag,
+            self.nu_, self.c_, qband, tabrow, tabs, zmax, dyn, par, out, warming, cp_flag, mode,
         )  # fmt: skip
         self.prof_, self.dyn_, self.end_ = prof, dyn, int(batch.end)
         return out, warming, cp_flag
@@ -389,7 +409,7 @@ class SeasonalBaseline(StatefulModel):
         values = batch.values
         raw = anomaly_score(out[3], self.alpha)
         guarded, self.guard_hist_ = apply_guards(
-            values, out[0], raw, self.direction_, self.guards, self.guard_hist_
+            values, out[0], raw, self.direction_, self.guards, self.guard_hist_, inplace=True
         )
         scores = Scores(
             expected=out[0],
@@ -403,6 +423,13 @@ class SeasonalBaseline(StatefulModel):
 
     def score(self, batch: SeriesBatch) -> Scores:
         return self.score_with_changepoints(batch)[0]
+
+    def one_step(self, batch: SeriesBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Advance over ``batch`` like ``score``; only the one-step predictions and the
+        warm-up flags ``[n, T]`` (what an ensemble needs; the guards' history is not advanced,
+        as no scores are produced)."""
+        out, warming, _ = self._advance(batch, PREDICT)
+        return out[0], warming
 
     def update(self, batch: SeriesBatch) -> Self:
         self.score_with_changepoints(batch)
