@@ -541,7 +541,8 @@ def bench_nab(
     Path("../shared/data/nab"),
     out: Annotated[Path, typer.Option(help="Results directory (NAB layout).")] = Path("nab-out"),
 ) -> None:
-    """Run the default detector over NAB causally and print the three NAB scores."""
+    """Replay NAB through the engine default (FleetDetector; fit on the probationary rows,
+    refit daily on 14 days, as the backtest does) and print the three NAB scores."""
     from vigil.benchmarks.nab import run_nab
 
     result = run_nab(data, out, progress=lambda name: err.print(f"  {name}", end="\r"))
