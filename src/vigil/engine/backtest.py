@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ from vigil.engine.intervals import Intervals, find_intervals
 from vigil.engine.limits import limit_matrix
 from vigil.engine.partition import group_ids
 from vigil.engine.pool import Progress, run_partitioned
-from vigil.engine.replay import ExhaustionRecords, ModelFactory, ReplayConfig
+from vigil.engine.replay import ModelFactory, ReplayConfig
+from vigil.engine.runway import ExhaustionRecords, RunwayConfig
 from vigil.models.base import Scores
 from vigil.series import labels_json
 from vigil.timeparse import format_ms
@@ -112,6 +113,9 @@ def backtest_batch(
         horizon_steps=max(1, parse_duration(config.horizon) // step),
         trend_window_steps=max(3, parse_duration(config.trend_window) // step),
     )
+    if forecasting:
+        replay = replace(replay, runway=RunwayConfig.for_step(
+            step, replay.horizon_steps, replay.trend_window_steps))
     groups = group_ids(list(batch.labels))
     limits = limit_matrix(batch.labels, batch.values) if forecasting else None
     return run_partitioned(batch, groups, replay, factory, n_partitions=config.partitions,

@@ -19,7 +19,8 @@ import numpy as np
 
 from vigil.batch import SeriesBatch
 from vigil.engine.partition import partition_of
-from vigil.engine.replay import ExhaustionRecords, ModelFactory, ReplayConfig, replay_partition
+from vigil.engine.replay import ModelFactory, ReplayConfig, replay_partition
+from vigil.engine.runway import ExhaustionRecords
 from vigil.models.base import Scores
 
 Progress = Callable[[int, int], None]

@@ -17,12 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from vigil.batch import SeriesBatch
+from vigil.engine.runway import ExhaustionRecords, RunwayConfig, exhaustion_at, first_seen
 from vigil.models.base import Model, Scores
-from vigil.models.exhaustion import time_to_exhaustion
-from vigil.models.trend import LocalTrend
-
-# 5%..95% every 5%: enough to read p10/p50/p90 crossing times and the probability
-EXHAUSTION_QUANTILES = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 
 @dataclass(frozen=True)
@@ -35,6 +31,7 @@ class ReplayConfig:
     forecast_every_steps: int = 0  # 0: no exhaustion forecasts
     horizon_steps: int = 0
     trend_window_steps: int = 288
+    runway: RunwayConfig | None = None  # exhaustion rules; None: defaults for the horizon
 
     def __post_init__(self) -> None:
         for name in ("warmup_steps", "refit_every_steps", "fit_window_steps"):
@@ -45,34 +42,6 @@ class ReplayConfig:
                 f"forecast_every_steps={self.forecast_every_steps}, horizon_steps="
                 f"{self.horizon_steps}: expected 0 (off) or a positive schedule and horizon"
             )
-
-
-@dataclass(frozen=True)
-class ExhaustionRecords:
-    """Exhaustion forecasts made during a replay, one entry per (evaluation, limited series).
-
-    ``col`` is the column count seen at evaluation (the forecast starts at that column);
-    crossing times are ms timestamps (NaN: not within the horizon)."""
-
-    col: np.ndarray
-    row: np.ndarray
-    limit: np.ndarray
-    probability: np.ndarray
-    p50: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-
-    @staticmethod
-    def concat(parts: list[ExhaustionRecords]) -> ExhaustionRecords:
-        names = ("col", "row", "limit", "probability", "p50", "lo", "hi")
-        if not parts:
-            return ExhaustionRecords(*(np.empty(0) for _ in names))
-        return ExhaustionRecords(*(np.concatenate([getattr(p, k) for p in parts]) for k in names))
-
-    def take_rows(self, rows: np.ndarray) -> ExhaustionRecords:
-        """Map partition-local row numbers to the caller's rows."""
-        return ExhaustionRecords(self.col, rows[self.row.astype(np.int64)], self.limit,
-                                 self.probability, self.p50, self.lo, self.hi)
 
 
 ModelFactory = Callable[[], Model]
@@ -99,6 +68,9 @@ def replay_partition(
     forecasting = limits is not None and config.forecast_every_steps > 0 and bool(
         np.isfinite(limits).any())
     exhaustion: list[ExhaustionRecords] = []
+    runway = config.runway or RunwayConfig(horizon_steps=max(config.horizon_steps, 1),
+                                           window_steps=config.trend_window_steps)
+    born = first_seen(batch.values) if forecasting else np.zeros(n, dtype=np.int64)
     col = warm
     next_refit = warm + config.refit_every_steps
     while col < t_total:
@@ -110,7 +82,7 @@ def replay_partition(
         flagged[:, col:stop] = scores.anomaly_score > 1.0
         col = stop
         if forecasting and limits is not None:
-            exhaustion.append(_exhaustion(batch, limits[:, col - 1], col, config))
+            exhaustion.append(exhaustion_at(batch, limits[:, col - 1], born, col, runway))
         if col >= next_refit and col < t_total:
             next_refit = col + config.refit_every_steps
             first = max(0, col - config.fit_window_steps)
@@ -120,29 +92,6 @@ def replay_partition(
                 SeriesBatch(window.series_ids, window.start, window.step, clean, window.labels)
             )
     return Scores.concat(parts, axis=1), model, ExhaustionRecords.concat(exhaustion)
-
-
-def _exhaustion(batch: SeriesBatch, limit: np.ndarray, col: int,
-                config: ReplayConfig) -> ExhaustionRecords:
-    """Time to exhaustion of the limited rows from a local trend over the raw recent window
-    (flagged points included: a leak is the drift to extrapolate)."""
-    rows = np.flatnonzero(np.isfinite(limit))
-    if len(rows) == 0:
-        return ExhaustionRecords.concat([])
-    window = batch.rows(rows).columns(max(0, col - config.trend_window_steps), col)
-    trend = LocalTrend().fit(window)
-    ex = time_to_exhaustion(trend, limit[rows], config.horizon_steps,
-                            quantiles=EXHAUSTION_QUANTILES)
-    ms = ex.to_ms(batch.start + col * batch.step, batch.step)
-    return ExhaustionRecords(
-        col=np.full(len(rows), col, dtype=np.int64),
-        row=rows,
-        limit=limit[rows],
-        probability=ex.probability,
-        p50=ms["median"],
-        lo=ms["early"],
-        hi=ms["late"],
-    )
 
 
 def _warming(n: int, t: int) -> Scores:

@@ -11,6 +11,12 @@ Exhaustion is about extrapolating exactly the drift that a detector refuses to l
   :func:`vigil.models.exhaustion.crossing_from_quantiles` reads exactly).
 
 Rows with fewer than ``min_points`` observations forecast NaN.
+
+:func:`hinge_start` finds, per row, where a drift began: the least-squares fit of
+``a + b * max(0, x - k)`` over candidate hinges ``k`` (every ``every`` columns, leaving at least
+``min_post`` columns after it); the window cut at that hinge is what ``LocalTrend`` should fit
+when a leak started inside the window (a straight line through the flat part before it
+underestimates the slope, so the crossing comes late).
 """
 
 from __future__ import annotations
@@ -84,3 +90,30 @@ class LocalTrend(Model):
         for k in ("level_", "slope_", "sigma_", "slope_se_"):
             setattr(self, k, np.asarray(state[k]))
         self.end_, self.step_ = int(state["end_"]), int(state["step_"])
+
+
+def hinge_start(values: np.ndarray, min_post: int, every: int) -> np.ndarray:
+    """Per row, the column (within ``values``) at which a hinged line fits best; 0 when the
+    window is too short for any later hinge.  Vectorised over rows, a loop over candidates."""
+    y = np.asarray(values, dtype=np.float64)
+    n, t = y.shape
+    seen = np.isfinite(y)
+    yz = np.where(seen, y, 0.0)
+    cnt = seen.sum(axis=1).astype(float)
+    sy = yz.sum(axis=1)
+    x = np.arange(t, dtype=float)
+    best = np.full(n, np.inf)
+    best_k = np.zeros(n, dtype=np.int64)
+    for k in range(0, max(t - min_post, 0) + 1, max(every, 1)):
+        z = np.where(seen, np.maximum(0.0, x - k), 0.0)
+        sz, szz, szy = z.sum(axis=1), (z * z).sum(axis=1), (z * yz).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            det = cnt * szz - sz * sz
+            b = (cnt * szy - sz * sy) / det
+            a = (sy - b * sz) / cnt
+            resid = np.where(seen, yz - a[:, None] - b[:, None] * z, 0.0)
+            sse = (resid * resid).sum(axis=1)
+        better = np.isfinite(sse) & (sse < best)
+        best = np.where(better, sse, best)
+        best_k = np.where(better, k, best_k)
+    return best_k
