@@ -66,13 +66,13 @@ class Fleet:
         for c in ("metric", *LABEL_COLUMNS):
             df[c] = df[c].astype(object).fillna("").astype(str)
             if c != "metric":
-                key = key + "\x00" + df[c]
+                key = key + "\x1f" + df[c]  # not NUL: pandas 2 drops it in object concat
         self.df = df
         codes, uniq = pd.factorize(key)
         self.labels: list[dict[str, str]] = []
         ids: list[int] = []
         for text in uniq:
-            parts = text.split("\x00")
+            parts = text.split("\x1f")
             raw = {"__name__": parts[0], **dict(zip(LABEL_COLUMNS, parts[1:], strict=True))}
             canon = canonical_labels(raw)
             self.labels.append(canon)
