@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -257,12 +257,7 @@ def _print_summary(summary: dict) -> None:
                   f"({summary['alerts_per_series_day']:.3f} per series-day)")
     truth = summary.get("truth")
     if truth:
-        table = Table("incident kind", "incidents", "recall", "median delay (min)")
-        for kind, row in truth["per_kind"].items():
-            delay = row["median_delay_minutes"]
-            table.add_row(kind, str(row["incidents"]), f"{row['recall']:.2f}",
-                          "-" if delay is None else f"{delay:.0f}")
-        console.print(table)
+        _print_kind_table(truth["per_kind"])
         precision = truth["precision"]
         console.print(f"recall {truth['recall']:.2f}, precision "
                       f"{'-' if precision is None else f'{precision:.2f}'}, false intervals per "
@@ -334,16 +329,20 @@ def demo(
                   + f" (total {sum(result.timings.values()):.1f} s)")
 
 
-def _print_insight_truth(t: dict | None) -> None:
-    if not t:
-        return
-    console.print("[bold]Insights against the truth[/]")
+def _print_kind_table(per_kind: dict[str, dict[str, Any]]) -> None:
     table = Table("incident kind", "incidents", "recall", "median delay (min)")
-    for kind, row in t["per_kind"].items():
+    for kind, row in per_kind.items():
         delay = row["median_delay_minutes"]
         table.add_row(kind, str(row["incidents"]), f"{row['recall']:.2f}",
                       "-" if delay is None else f"{delay:.0f}")
     console.print(table)
+
+
+def _print_insight_truth(t: dict | None) -> None:
+    if not t:
+        return
+    console.print("[bold]Insights against the truth[/]")
+    _print_kind_table(t["per_kind"])
 
     def num(v: float | None, fmt: str = ".2f") -> str:
         return "-" if v is None else format(v, fmt)
