@@ -101,7 +101,10 @@ def backtest_batch(
     config: BacktestConfig,
     factory: ModelFactory,
     progress: Progress | None = None,
+    exclude: np.ndarray | None = None,
 ) -> tuple[Scores, ExhaustionRecords]:
+    """Replay ``batch`` causally by partitions; ``exclude`` [n, T] marks points never learnt
+    (do-not-learn suppressions, see :func:`do_not_learn_mask`)."""
     step = batch.step
     forecasting = config.forecast_every not in ("0", "", "off")
     replay = ReplayConfig(
@@ -119,7 +122,19 @@ def backtest_batch(
     groups = group_ids(list(batch.labels))
     limits = limit_matrix(batch.labels, batch.values) if forecasting else None
     return run_partitioned(batch, groups, replay, factory, n_partitions=config.partitions,
-                           workers=config.workers, progress=progress, limits=limits)
+                           workers=config.workers, progress=progress, limits=limits,
+                           exclude=exclude)
+
+
+def do_not_learn_mask(store: Any, tenant: str, batch: SeriesBatch) -> np.ndarray | None:
+    """The tenant's do-not-learn suppressions as a mask over ``batch`` (None when none)."""
+    from vigil.insights.persist import read_suppressions
+    from vigil.insights.suppress import exclusion_mask
+
+    rules = [r for r in read_suppressions(store, tenant) if r.do_not_learn]
+    if not rules:
+        return None
+    return exclusion_mask(batch.labels, batch.start, batch.step, batch.n_steps, rules)
 
 
 def exhaustion_records(batch: SeriesBatch, ex: ExhaustionRecords) -> list[dict[str, Any]]:
@@ -209,7 +224,8 @@ def backtest_store(
     batch = load_tenant_batch(store, tenant, config.step_ms)
     timings["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scores, exhaustion = backtest_batch(batch, config, factory, progress)
+    scores, exhaustion = backtest_batch(batch, config, factory, progress,
+                                        exclude=do_not_learn_mask(store, tenant, batch))
     timings["score_s"] = time.perf_counter() - t0
     forecasts = exhaustion_records(batch, exhaustion)
     anomalies = anomaly_records(batch, scores, config.merge_gap_steps)

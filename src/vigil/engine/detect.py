@@ -23,6 +23,7 @@ from vigil.engine.backtest import (
     BacktestConfig,
     anomaly_records,
     backtest_batch,
+    do_not_learn_mask,
     exhaustion_records,
     infer_step,
     parse_duration,
@@ -106,7 +107,8 @@ def detect_store(
 
     run = SeriesBatch(batch.series_ids, batch.start, step, values, batch.labels)
     replay_cfg = BacktestConfig(**{**config.__dict__, "warmup": f"{warm * step // 1000}s"})
-    scores, exhaustion = backtest_batch(run, replay_cfg, factory)
+    scores, exhaustion = backtest_batch(run, replay_cfg, factory,
+                                        exclude=do_not_learn_mask(store, tenant, run))
     new = batch.columns(warm, batch.n_steps)
     new_scores = Scores(**{k: v[:, warm:] for k, v in scores.__dict__.items()})
     anomalies = anomaly_records(new, new_scores, config.merge_gap_steps)

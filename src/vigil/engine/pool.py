@@ -35,8 +35,9 @@ def _init_worker() -> None:
 
 
 def _run_one(batch: SeriesBatch, config: ReplayConfig, factory: ModelFactory,
-             limits: np.ndarray | None) -> tuple[Scores, ExhaustionRecords]:
-    scores, _, exhaustion = replay_partition(batch, config, factory, limits)
+             limits: np.ndarray | None,
+             exclude: np.ndarray | None = None) -> tuple[Scores, ExhaustionRecords]:
+    scores, _, exhaustion = replay_partition(batch, config, factory, limits, exclude)
     return scores, exhaustion
 
 
@@ -50,6 +51,7 @@ def run_partitioned(
     workers: int | None = None,
     progress: Progress | None = None,
     limits: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
 ) -> tuple[Scores, ExhaustionRecords]:
     """Replay every partition of ``batch``; scores in the batch's row order, and the exhaustion
     forecasts (rows in the batch's numbering, sorted by evaluation column then row)."""
@@ -72,10 +74,14 @@ def run_partitioned(
     def part_limits(rows: np.ndarray) -> np.ndarray | None:
         return None if limits is None else limits[rows]
 
+    def part_exclude(rows: np.ndarray) -> np.ndarray | None:
+        return None if exclude is None or not exclude[rows].any() else exclude[rows]
+
     done = 0
     if workers == 1 or len(members) == 1:
         for rows in members:
-            place(rows, _run_one(batch.rows(rows), config, factory, part_limits(rows)))
+            place(rows, _run_one(batch.rows(rows), config, factory, part_limits(rows),
+                                 part_exclude(rows)))
             done += 1
             if progress:
                 progress(done, len(members))
@@ -85,7 +91,7 @@ def run_partitioned(
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
                                  mp_context=ctx) as ex:
             futures = {ex.submit(_run_one, batch.rows(rows), config, factory,
-                                 part_limits(rows)): i
+                                 part_limits(rows), part_exclude(rows)): i
                        for i, rows in enumerate(members)}
             for fut in as_completed(futures):
                 place(members[futures[fut]], fut.result())

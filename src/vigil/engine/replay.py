@@ -11,8 +11,9 @@ this function.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -52,6 +53,7 @@ def replay_partition(
     config: ReplayConfig,
     factory: ModelFactory,
     limits: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
 ) -> tuple[Scores, Model, ExhaustionRecords]:
     """Scores for every column of ``batch``, the final model and the exhaustion forecasts.
 
@@ -59,11 +61,22 @@ def replay_partition(
     True: nothing is scored before a model exists.  ``limits`` ``[n, T]`` (NaN: none; see
     :mod:`vigil.engine.limits`) turns on time-to-exhaustion forecasts every
     ``forecast_every_steps`` for the rows that have a limit at that moment.
+
+    ``exclude`` ``[n, T]`` bool marks points the model must not learn (do-not-learn
+    suppressions, e.g. a maintenance window): they are scored like any point, but every fit
+    sees them as missing and the online state advances over them as over a gap (a chunk holding
+    such points is scored on a copy of the model for them; the model itself runs over the
+    masked chunk and scores every other point).
     """
     n, t_total = batch.values.shape
     warm = min(config.warmup_steps, t_total)
     parts: list[Scores] = [_warming(n, warm)]
-    model = factory().fit(batch.columns(0, warm))
+    if exclude is not None and exclude.shape != batch.values.shape:
+        raise ValueError(f"exclude has shape {exclude.shape}: expected {batch.values.shape}")
+    learn = batch if exclude is None or not exclude.any() else SeriesBatch(
+        batch.series_ids, batch.start, batch.step, np.where(exclude, np.nan, batch.values),
+        batch.labels)
+    model = factory().fit(learn.columns(0, warm))
     flagged = np.zeros((n, t_total), dtype=bool)
     forecasting = limits is not None and config.forecast_every_steps > 0 and bool(
         np.isfinite(limits).any())
@@ -77,7 +90,12 @@ def replay_partition(
         stop = min(next_refit, t_total)
         if forecasting:
             stop = min(stop, col + config.forecast_every_steps)
-        scores = model.score(batch.columns(col, stop))
+        if learn is not batch and exclude is not None and exclude[:, col:stop].any():
+            seen = copy.deepcopy(model).score(batch.columns(col, stop))
+            gap = model.score(learn.columns(col, stop))  # the state never learns them
+            scores = _merge(exclude[:, col:stop], seen, gap)
+        else:
+            scores = model.score(batch.columns(col, stop))
         parts.append(scores)
         flagged[:, col:stop] = scores.anomaly_score > 1.0
         col = stop
@@ -86,12 +104,18 @@ def replay_partition(
         if col >= next_refit and col < t_total:
             next_refit = col + config.refit_every_steps
             first = max(0, col - config.fit_window_steps)
-            window = batch.columns(first, col)
+            window = learn.columns(first, col)
             clean = np.where(flagged[:, first:col], np.nan, window.values)
             model = factory().fit(
                 SeriesBatch(window.series_ids, window.start, window.step, clean, window.labels)
             )
     return Scores.concat(parts, axis=1), model, ExhaustionRecords.concat(exhaustion)
+
+
+def _merge(mask: np.ndarray, seen: Scores, gap: Scores) -> Scores:
+    """``seen`` where ``mask`` (the excluded points, scored from their values), else ``gap``."""
+    return Scores(**{f.name: np.where(mask, getattr(seen, f.name), getattr(gap, f.name))
+                     for f in fields(Scores)})
 
 
 def _warming(n: int, t: int) -> Scores:
