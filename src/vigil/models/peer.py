@@ -54,7 +54,10 @@ from vigil.models.guards import Guards, apply_guards
 from vigil.models.persist import StatefulModel
 from vigil.models.seasonality import select
 
-DEFAULT_GROUP_BY = ("__name__", "namespace", "job", "service", "container")
+# replicas: one metric of one service's pods in one place (site / cluster / region), since
+# pods of one service in different sites serve different traffic and scale apart
+DEFAULT_GROUP_BY = ("__name__", "site", "cluster", "region", "namespace", "job", "service",
+                    "container")
 
 
 def peer_groups(labels: Sequence[Mapping[str, str]], keys: Sequence[str]) -> np.ndarray:
