@@ -1,10 +1,12 @@
 """Backtest: replay what a store holds as if live and write scores, anomalies and a summary.
 
-``backtest_store`` loads one tenant's series as a batch on a regular grid, replays it causally
-partition by partition (:func:`vigil.engine.pool.run_partitioned`), and writes
+``backtest_store`` replays one tenant's series on a regular grid causally, partition by
+partition, each partition loaded from the store by its worker
+(:func:`vigil.engine.stream.replay_store`), and writes
 
 * ``scores.parquet``: labels, timestamp, value, expected, lower, upper, anomaly_score, p_value,
-  warming_up (one row per series and step that holds a value);
+  warming_up (one row per series and step that holds a value; the partitions' parts
+  concatenated, each ordered by series then time);
 * ``anomalies.json``: per series, the intervals where ``anomaly_score > 1`` with start, end
   (RFC 3339, end inclusive of the last flagged step) and peak score;
 * ``insights.json``: the insights built from the anomalies, the exhaustion forecasts and the
@@ -18,6 +20,7 @@ partition by partition (:func:`vigil.engine.pool.run_partitioned`), and writes
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,14 +32,12 @@ import pyarrow.parquet as pq
 
 from vigil.batch import SeriesBatch
 from vigil.engine.evaluate import evaluate, load_truth
-from vigil.engine.intervals import Intervals, find_intervals
 from vigil.engine.limits import limit_matrix
 from vigil.engine.partition import group_ids
 from vigil.engine.pool import Progress, run_partitioned
 from vigil.engine.replay import ModelFactory, ReplayConfig
 from vigil.engine.runway import ExhaustionRecords, RunwayConfig
 from vigil.models.base import Scores
-from vigil.series import labels_json
 from vigil.timeparse import format_ms
 
 DAY_MS = 86_400_000
@@ -85,18 +86,7 @@ def infer_step(samples: pa.Table) -> int:
     return int(values[np.argmax(counts)])
 
 
-def load_tenant_batch(store: Any, tenant: str, step_ms: int | None) -> SeriesBatch:
-    stats = store.stats(tenant)
-    if not stats["samples"]:
-        raise ValueError(f"tenant {tenant!r} holds no samples: ingest data first (vigil ingest)")
-    if step_ms is None:
-        first_day = stats["min_timestamp"] + DAY_MS
-        step_ms = infer_step(store.select(tenant, None, stats["min_timestamp"], first_day))
-    start = stats["min_timestamp"] - stats["min_timestamp"] % step_ms
-    return store.load_batch(tenant, None, start, stats["max_timestamp"] + 1, step_ms)
-
-
-def backtest_batch(
+def backtest_batch(  # the in-memory replay of a batch at hand (tests, benchmarks)
     batch: SeriesBatch,
     config: BacktestConfig,
     factory: ModelFactory,
@@ -105,7 +95,17 @@ def backtest_batch(
 ) -> tuple[Scores, ExhaustionRecords]:
     """Replay ``batch`` causally by partitions; ``exclude`` [n, T] marks points never learnt
     (do-not-learn suppressions, see :func:`do_not_learn_mask`)."""
-    step = batch.step
+    replay = replay_config(config, batch.step)
+    groups = group_ids(list(batch.labels))
+    limits = (limit_matrix(batch.labels, batch.values) if replay.forecast_every_steps
+              else None)
+    return run_partitioned(batch, groups, replay, factory, n_partitions=config.partitions,
+                           workers=config.workers, progress=progress, limits=limits,
+                           exclude=exclude)
+
+
+def replay_config(config: BacktestConfig, step: int) -> ReplayConfig:
+    """The backtest schedule (durations) in steps of ``step`` ms."""
     forecasting = config.forecast_every not in ("0", "", "off")
     replay = ReplayConfig(
         warmup_steps=max(1, parse_duration(config.warmup) // step),
@@ -119,11 +119,7 @@ def backtest_batch(
     if forecasting:
         replay = replace(replay, runway=RunwayConfig.for_step(
             step, replay.horizon_steps, replay.trend_window_steps))
-    groups = group_ids(list(batch.labels))
-    limits = limit_matrix(batch.labels, batch.values) if forecasting else None
-    return run_partitioned(batch, groups, replay, factory, n_partitions=config.partitions,
-                           workers=config.workers, progress=progress, limits=limits,
-                           exclude=exclude)
+    return replay
 
 
 def do_not_learn_mask(store: Any, tenant: str, batch: SeriesBatch) -> np.ndarray | None:
@@ -137,65 +133,7 @@ def do_not_learn_mask(store: Any, tenant: str, batch: SeriesBatch) -> np.ndarray
     return exclusion_mask(batch.labels, batch.start, batch.step, batch.n_steps, rules)
 
 
-def exhaustion_records(batch: SeriesBatch, ex: ExhaustionRecords) -> list[dict[str, Any]]:
-    """The engine's exhaustion forecasts as dicts (times in ms, None beyond the horizon)."""
-
-    def ms(v: float) -> int | None:
-        return None if not np.isfinite(v) else int(v)
-
-    return [
-        {
-            "series_id": int(batch.series_ids[r]),
-            "labels": batch.labels[r],
-            "evaluated_at": batch.start + int(c) * batch.step,
-            "limit": float(lim),
-            "probability": float(p),
-            "crossing_p50": ms(p50),
-            "crossing_lo": ms(lo),
-            "crossing_hi": ms(hi),
-        }
-        for c, r, lim, p, p50, lo, hi in zip(ex.col, ex.row.astype(np.int64), ex.limit,
-                                             ex.probability, ex.p50, ex.lo, ex.hi, strict=True)
-    ]
-
-
-def anomaly_records(batch: SeriesBatch, scores: Scores, merge_gap_steps: int) -> list[dict]:
-    iv: Intervals = find_intervals(scores.anomaly_score > 1.0, scores.anomaly_score,
-                                   max_gap=merge_gap_steps)
-    out = []
-    for row, first, last, peak in zip(iv.row, iv.first, iv.last, iv.peak, strict=True):
-        out.append({
-            "series_id": int(batch.series_ids[row]),
-            "labels": batch.labels[row],
-            "start": batch.start + int(first) * batch.step,
-            "end": batch.start + int(last) * batch.step,
-            "peak_score": float(peak),
-        })
-    return out
-
-
-def scores_table(batch: SeriesBatch, scores: Scores) -> pa.Table:
-    rows, cols = np.nonzero(~np.isnan(batch.values))
-    label_text = pa.array([labels_json(ls) for ls in batch.labels], pa.string())
-    return pa.table({
-        "series_id": pa.array(batch.series_ids[rows], pa.int64()),
-        "labels": pa.DictionaryArray.from_arrays(pa.array(rows, pa.int32()), label_text),
-        "timestamp": pa.array(batch.start + cols.astype(np.int64) * batch.step,
-                              pa.timestamp("ms", tz="UTC")),
-        "value": batch.values[rows, cols],
-        "expected": scores.expected[rows, cols],
-        "lower": scores.lower[rows, cols],
-        "upper": scores.upper[rows, cols],
-        "anomaly_score": scores.anomaly_score[rows, cols],
-        "p_value": scores.p_value[rows, cols],
-        "warming_up": scores.warming_up[rows, cols],
-    })
-
-
-def write_outputs(out_dir: Path, batch: SeriesBatch, scores: Scores, anomalies: list[dict],
-                  summary: dict[str, Any]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(scores_table(batch, scores), out_dir / "scores.parquet", compression="zstd")
+def write_anomalies(out_dir: Path, anomalies: list[dict]) -> None:
     by_series: dict[int, dict[str, Any]] = {}
     for a in anomalies:
         entry = by_series.setdefault(a["series_id"], {"series_id": a["series_id"],
@@ -203,7 +141,44 @@ def write_outputs(out_dir: Path, batch: SeriesBatch, scores: Scores, anomalies: 
         entry["intervals"].append({"start": format_ms(a["start"]), "end": format_ms(a["end"]),
                                    "peak_score": round(a["peak_score"], 4)})
     (out_dir / "anomalies.json").write_text(json.dumps(list(by_series.values()), indent=1))
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+
+def merge_parts(parts: list[Path], path: Path) -> int:
+    """Concatenate the partitions' scores files into one Parquet file, part by part (memory:
+    one part); returns the row count."""
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for part in parts:
+            table = pq.read_table(part)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writer.write_table(table)
+            rows += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+def tenant_grid(store: Any, tenant: str, step_ms: int | None) -> tuple[int, int, int]:
+    """``(start, end, step)`` covering every sample of the tenant on a regular grid."""
+    stats = store.stats(tenant)
+    if not stats["samples"]:
+        raise ValueError(f"tenant {tenant!r} holds no samples: ingest data first (vigil ingest)")
+    if step_ms is None:
+        first_day = stats["min_timestamp"] + DAY_MS
+        step_ms = infer_step(store.select(tenant, None, stats["min_timestamp"], first_day))
+    start = stats["min_timestamp"] - stats["min_timestamp"] % step_ms
+    end = stats["max_timestamp"] + 1
+    end += (-(end - start)) % step_ms
+    return start, end, step_ms
+
+
+def member_ids(anomalies: list[dict], forecasts: list[dict]) -> np.ndarray:
+    """Series that appear in the records (what insights and the report need values of)."""
+    return np.unique(np.array([r["series_id"] for r in (*anomalies, *forecasts)],
+                              dtype=np.int64))
 
 
 def backtest_store(
@@ -217,45 +192,59 @@ def backtest_store(
     progress: Progress | None = None,
     report: Path | None = None,
 ) -> dict[str, Any]:
-    """Replay, write the outputs (module docstring) and, with ``report``, the HTML report."""
+    """Replay partition by partition from the store (:mod:`vigil.engine.stream`), write the
+    outputs (module docstring) and, with ``report``, the HTML report."""
+    from vigil.engine.stream import replay_store
+    from vigil.insights.persist import read_suppressions
+
     config = config or BacktestConfig()
     timings: dict[str, float] = {}
+    start, end, step = tenant_grid(store, tenant, config.step_ms)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts_dir = out_dir / "scores.parts"
+    shutil.rmtree(parts_dir, ignore_errors=True)
     t0 = time.perf_counter()
-    batch = load_tenant_batch(store, tenant, config.step_ms)
-    timings["load_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    scores, exhaustion = backtest_batch(batch, config, factory, progress,
-                                        exclude=do_not_learn_mask(store, tenant, batch))
+    result = replay_store(
+        store, tenant, start=start, end=end, step=step, replay=replay_config(config, step),
+        factory=factory, parts_dir=parts_dir, merge_gap_steps=config.merge_gap_steps,
+        n_partitions=config.partitions, workers=config.workers, progress=progress,
+        suppressions=[r for r in read_suppressions(store, tenant) if r.do_not_learn],
+    )
     timings["score_s"] = time.perf_counter() - t0
-    forecasts = exhaustion_records(batch, exhaustion)
-    anomalies = anomaly_records(batch, scores, config.merge_gap_steps)
-    days = batch.n_steps * batch.step / DAY_MS
+    anomalies, forecasts = result.anomalies, result.forecasts
+    days = result.n_steps * step / DAY_MS
     summary: dict[str, Any] = {
-        "series": batch.n_series,
-        "steps": batch.n_steps,
-        "step_ms": batch.step,
-        "start": format_ms(batch.start),
-        "end": format_ms(batch.end),
+        "series": result.n_series,
+        "steps": result.n_steps,
+        "step_ms": step,
+        "start": format_ms(start),
+        "end": format_ms(end),
         "alerts": len(anomalies),
-        "alerts_per_series_day": len(anomalies) / max(batch.n_series * days, 1e-9),
+        "alerts_per_series_day": len(anomalies) / max(result.n_series * days, 1e-9),
         "config": asdict(config),
     }
     if truth is not None:
-        summary["truth"] = evaluate(anomalies, load_truth(truth), n_series=batch.n_series,
+        summary["truth"] = evaluate(anomalies, load_truth(truth), n_series=result.n_series,
                                     days=days)
     t0 = time.perf_counter()
-    write_outputs(out_dir, batch, scores, anomalies, summary)
+    summary["score_rows"] = merge_parts(result.scores_parts, out_dir / "scores.parquet")
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    write_anomalies(out_dir, anomalies)
     (out_dir / "exhaustion.json").write_text(json.dumps(forecasts))
     timings["write_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    insights = _insights(store, tenant, batch, anomalies, forecasts, out_dir, summary,
-                         truth, days)
+    members = store.load_batch(tenant, None, start, end, step,
+                               series_ids=member_ids(anomalies, forecasts))
+    insights = _insights(store, tenant, members, end, anomalies, forecasts, out_dir, summary,
+                         truth, result.n_series, days)
     timings["insights_s"] = time.perf_counter() - t0
     if report is not None:
-        from vigil.report import ArraySource, write_report
+        from vigil.report import TableSource, write_report
+        from vigil.report import member_ids as report_members
 
         t0 = time.perf_counter()
-        write_report(report, insights, ArraySource(batch, scores),
+        source = TableSource.from_parquet(out_dir / "scores.parquet", report_members(insights))
+        write_report(report, insights, source,
                      events=store.events(tenant), title=f"Vigil backtest of tenant {tenant}")
         timings["report_s"] = time.perf_counter() - t0
     summary["timings"] = timings
@@ -263,9 +252,9 @@ def backtest_store(
     return summary
 
 
-def _insights(store: Any, tenant: str, batch: SeriesBatch, anomalies: list[dict],
+def _insights(store: Any, tenant: str, batch: SeriesBatch, end: int, anomalies: list[dict],
               forecasts: list[dict[str, Any]], out_dir: Path, summary: dict[str, Any],
-              truth: Path | None, days: float) -> list[Any]:
+              truth: Path | None, n_series: int, days: float) -> list[Any]:
     """Build the insights at the end of the replay, keep them in the store and insights.json,
     and score them against the truth."""
     from vigil.insights import InsightConfig, evaluate_insights, insights_to_json
@@ -275,11 +264,11 @@ def _insights(store: Any, tenant: str, batch: SeriesBatch, anomalies: list[dict]
     result = refresh_insights(
         store, tenant, config=InsightConfig(tenant=tenant, step_ms=batch.step),
         values=values_from_arrays(batch.series_ids, batch.start, batch.step, batch.values),
-        now=batch.end - batch.step, anomalies=anomalies, exhaustion=forecasts,
+        now=end - batch.step, anomalies=anomalies, exhaustion=forecasts,
     )
     (out_dir / "insights.json").write_text(insights_to_json(result.insights))
     summary["insights"] = {**result.stats, "notes": result.notes}
     if truth is not None:
         summary["insight_truth"] = evaluate_insights(result.insights, load_truth(truth),
-                                                     n_series=batch.n_series, days=days)
+                                                     n_series=n_series, days=days)
     return result.insights

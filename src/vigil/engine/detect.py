@@ -3,7 +3,8 @@
 Each run scores the columns from a **cursor** (where the previous run stopped, kept in the
 tenant's ``detect_cursor`` table) up to ``until`` (default: the newest sample).  The model is
 fitted on the ``fit_window`` before the cursor, with the points that earlier runs flagged
-anomalous masked, then the new columns are replayed causally exactly as in a backtest.  Results
+anomalous masked, then the new columns are replayed causally exactly as in a backtest, partition
+by partition straight from the store (:mod:`vigil.engine.stream`).  Results
 are appended to the tenant's tables ``scores``, ``anomalies`` and ``exhaustion``; then the
 insights are rebuilt from the whole ``anomalies`` and ``exhaustion`` tables and kept in the
 ``insights`` table (:func:`vigil.insights.persist.refresh_insights`), where ``vigil insights``
@@ -14,23 +15,18 @@ the cursor; nothing is scored twice.
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from vigil.engine.backtest import (
-    BacktestConfig,
-    anomaly_records,
-    backtest_batch,
-    do_not_learn_mask,
-    exhaustion_records,
-    infer_step,
-    parse_duration,
-    scores_table,
-)
+from vigil.engine.backtest import BacktestConfig, infer_step, parse_duration, replay_config
 from vigil.engine.replay import ModelFactory
-from vigil.models.base import Scores
+from vigil.engine.stream import replay_store
+from vigil.insights.persist import read_suppressions
 from vigil.timeparse import format_ms
 
 CURSOR = "detect_cursor"
@@ -43,26 +39,6 @@ def read_cursor(store: Any, tenant: str) -> dict[str, int] | None:
         return None
     row = table.sort_by([("end", "descending")]).slice(0, 1).to_pylist()[0]
     return {"end": int(row["end"]), "step": int(row["step"])}
-
-
-def _masked(store: Any, tenant: str, values: np.ndarray, ids: np.ndarray, start: int,
-            step: int) -> np.ndarray:
-    """Mask (NaN) the cells that earlier runs flagged anomalous."""
-    table = store.read_table(tenant, "anomalies")
-    if table is None or table.num_rows == 0:
-        return values
-    out = values.copy()
-    row_of = {int(s): i for i, s in enumerate(ids)}
-    n_cols = values.shape[1]
-    for rec in table.select(["series_id", "start", "end"]).to_pylist():
-        row = row_of.get(int(rec["series_id"]))
-        if row is None:
-            continue
-        first = max(0, (int(rec["start"]) - start) // step)
-        last = min(n_cols - 1, (int(rec["end"]) - start) // step)
-        if first <= last:
-            out[row, first:last + 1] = np.nan
-    return out
 
 
 def detect_store(
@@ -94,26 +70,24 @@ def detect_store(
         return {"scored_from": format_ms(begin), "scored_until": format_ms(begin), "steps": 0,
                 "series": 0, "anomalies": 0, "note": "nothing new to score since the cursor"}
     fit_start = max(first_data, begin - parse_duration(config.fit_window))
-    batch = store.load_batch(tenant, None, fit_start, end, step)
     warm = (begin - fit_start) // step
     if warm < 1:
         raise ValueError(
             f"no history before {format_ms(begin)} to fit on: use --since at least one step "
             "after the first sample"
         )
-    masked = _masked(store, tenant, batch.values[:, :warm], batch.series_ids, fit_start, step)
-    values = np.concatenate([masked, batch.values[:, warm:]], axis=1)
-    from vigil.batch import SeriesBatch
-
-    run = SeriesBatch(batch.series_ids, batch.start, step, values, batch.labels)
     replay_cfg = BacktestConfig(**{**config.__dict__, "warmup": f"{warm * step // 1000}s"})
-    scores, exhaustion = backtest_batch(run, replay_cfg, factory,
-                                        exclude=do_not_learn_mask(store, tenant, run))
-    new = batch.columns(warm, batch.n_steps)
-    new_scores = Scores(**{k: v[:, warm:] for k, v in scores.__dict__.items()})
-    anomalies = anomaly_records(new, new_scores, config.merge_gap_steps)
-    forecasts = [r for r in exhaustion_records(run, exhaustion) if r["evaluated_at"] >= begin]
-    store.write_table(tenant, "scores", scores_table(new, new_scores))
+    with tempfile.TemporaryDirectory(prefix="vigil-detect-") as tmp:
+        result = replay_store(
+            store, tenant, start=fit_start, end=end, step=step,
+            replay=replay_config(replay_cfg, step), factory=factory, parts_dir=Path(tmp),
+            keep_from=warm, merge_gap_steps=config.merge_gap_steps,
+            n_partitions=config.partitions, workers=config.workers, mask_previous=True,
+            suppressions=[r for r in read_suppressions(store, tenant) if r.do_not_learn],
+        )
+        for part in result.scores_parts:  # one partition in memory at a time
+            store.write_table(tenant, "scores", pq.read_table(part))
+    anomalies, forecasts = result.anomalies, result.forecasts
     if anomalies:
         store.write_table(tenant, "anomalies", pa.table({
             "series_id": [a["series_id"] for a in anomalies],
@@ -135,10 +109,18 @@ def detect_store(
     from vigil.insights.inputs import values_from_arrays
     from vigil.insights.persist import refresh_insights
 
+    # values for effect sizes: only the series in the insights' records
+    stored_anoms = store.read_table(tenant, "anomalies")
+    stored_ex = store.read_table(tenant, "exhaustion")
+    ids = np.unique(np.concatenate([
+        t.column("series_id").to_numpy() for t in (stored_anoms, stored_ex) if t is not None
+    ] or [np.zeros(0, dtype=np.int64)]))
+    values = store.load_batch(tenant, None, fit_start, end, step, series_ids=ids)
     built = refresh_insights(
         store, tenant, config=InsightConfig(tenant=tenant, step_ms=step), now=end - step,
-        values=values_from_arrays(batch.series_ids, batch.start, step, batch.values))
+        values=values_from_arrays(values.series_ids, values.start, step, values.values))
     return {"scored_from": format_ms(begin), "scored_until": format_ms(end),
-            "steps": new.n_steps, "series": new.n_series, "anomalies": len(anomalies),
+            "steps": (end - begin) // step, "series": result.n_series,
+            "anomalies": len(anomalies),
             "exhaustion_forecasts": len(forecasts), "insights": len(built.insights),
             "notifications": len(built.notifications)}

@@ -1,13 +1,14 @@
 """Splitting the catalog into partitions.
 
-Series are assigned to partitions by a hash of their **peer-group key**: the values of the peer
-model's ``group_by`` labels (metric, namespace, job, service, container; pod, instance and site
-left out), so every peer group lands whole in one partition and the peer model sees all its
-members.  Apart from peers, rows are independent, so results are identical for any number of
-partitions.
+Series are assigned to partitions by a hash of their **placement key**: the peer model's
+``group_by`` labels without the metric name (site, cluster, region, namespace, job, service,
+container; pod and instance left out).  So every peer group lands whole in one partition (the
+peer model sees all its members) and so does every series' paired limit series
+(``..._limit_bytes`` beside ``..._bytes`` of the same pod), which exhaustion forecasts need.
+Apart from that, rows are independent, so results are identical for any number of partitions.
 
-Hash: the group key's BLAKE2b-64 (as :func:`vigil.series.series_id` computes it over the key's
-label set, absent labels omitted), read as unsigned; ``partition = hash mod n``.
+Hash: the key's BLAKE2b-64 (as :func:`vigil.series.series_id` computes it over the key's label
+set, absent labels omitted), read as unsigned; ``partition = hash mod n``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import numpy as np
 from vigil.models.peer import DEFAULT_GROUP_BY
 from vigil.series import series_id
 
+PLACEMENT_BY = tuple(k for k in DEFAULT_GROUP_BY if k != "__name__")
+
 
 def group_ids(
-    label_sets: Sequence[Mapping[str, str]], group_by: Sequence[str] = DEFAULT_GROUP_BY
+    label_sets: Sequence[Mapping[str, str]], group_by: Sequence[str] = PLACEMENT_BY
 ) -> np.ndarray:
-    """int64 content hash of each series' peer-group key (hashed once per distinct key)."""
+    """int64 content hash of each series' placement key (hashed once per distinct key)."""
     keys = ["\xff".join(ls.get(k, "") for k in group_by) for ls in label_sets]
     uniq, inverse = np.unique(np.array(keys, dtype=object), return_inverse=True)
     hashes = np.array(

@@ -233,17 +233,20 @@ class Store:
         return sm.long_table(sid, ts, val)
 
     def load_batch(
-        self, tenant: str, selector: str | Selector | None, start: int, end: int, step: int
+        self, tenant: str, selector: str | Selector | None, start: int, end: int, step: int,
+        *, series_ids: np.ndarray | None = None,
     ) -> SeriesBatch:
         """Dense batch over ``[start, end)`` (see ``batch.py``): one row per matching series
         with at least one sample in the range, ordered by series_id; NaN where a step has
-        no sample."""
+        no sample.  ``series_ids`` narrows the selection to those series (an engine
+        partition)."""
         for name, value in (("start", start), ("end", end), ("step", step)):
             if not isinstance(value, int | np.integer):
                 raise TypeError(f"{name}={value!r} must be an int (ms)")
         if step <= 0:
             raise ValueError(f"step={step} ms is invalid: expected a positive step")
-        sid, ts, val, snap = self._scan(tenant, _parse(selector), int(start), int(end))
+        sid, ts, val, snap = self._scan(tenant, _parse(selector), int(start), int(end),
+                                        series_ids)
         ids, values = sm.dense_from_sorted(sid, ts, val, start=start, end=end, step=step)
         pos, _ = snap.positions(ids)
         texts = snap.table.column("labels").combine_chunks().take(pa.array(pos)).to_pylist()
@@ -312,7 +315,8 @@ class Store:
         return self.layout.read_head(validate_tenant(tenant))
 
     def _scan(
-        self, tenant: str, selector: Selector | None, start: int | None, end: int | None
+        self, tenant: str, selector: Selector | None, start: int | None, end: int | None,
+        series_ids: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, cat.CatalogSnapshot]:
         if start is not None and end is not None and end <= start:
             raise ValueError(f"time range [{start}, {end}) is empty: expected end > start")
@@ -329,6 +333,11 @@ class Store:
                 return empty, empty, np.array([], dtype=np.float64), snap
             if len(ids) == snap.table.num_rows:
                 ids = None  # every series: no id filter needed
+        if series_ids is not None:
+            wanted = np.unique(np.asarray(series_ids, dtype=np.int64))
+            ids = wanted if ids is None else np.intersect1d(ids, wanted)
+            if len(ids) == 0:
+                return empty, empty, np.array([], dtype=np.float64), snap
         sid, ts, val = sm.scan(dt, start=start, end=end, ids=ids, universe=snap.ids)
         return sid, ts, val, snap
 
