@@ -26,7 +26,7 @@ from vigil.models.base import Scores
 Progress = Callable[[int, int], None]
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     import numba
@@ -88,7 +88,7 @@ def run_partitioned(
     else:
         # spawn, not fork: numba's OpenMP layer may already run threads in this process
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+        with ProcessPoolExecutor(max_workers=workers, initializer=init_worker,
                                  mp_context=ctx) as ex:
             futures = {ex.submit(_run_one, batch.rows(rows), config, factory,
                                  part_limits(rows), part_exclude(rows)): i

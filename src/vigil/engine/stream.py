@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from vigil.batch import SeriesBatch
 from vigil.engine.limits import limit_matrix
 from vigil.engine.partition import group_ids, partition_of
-from vigil.engine.pool import Progress, _init_worker
+from vigil.engine.pool import Progress, init_worker
 from vigil.engine.records import anomaly_records, exhaustion_records, scores_table
 from vigil.engine.replay import ModelFactory, ReplayConfig, replay_partition
 from vigil.models.base import Scores
@@ -173,7 +173,7 @@ def replay_store(
     else:
         # spawn, not fork: numba's threading layer may already run threads in this process
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+        with ProcessPoolExecutor(max_workers=workers, initializer=init_worker,
                                  mp_context=ctx) as ex:
             futures = [ex.submit(run_job, job, factory) for job in jobs]
             for done, fut in enumerate(as_completed(futures), start=1):
