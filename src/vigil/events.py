@@ -43,18 +43,10 @@ from vigil.series import (
     validate_label_value,
     validate_tenant,
 )
+from vigil.store.events import EVENT_SCHEMA
 
 DEFAULT_MAX_ERRORS = 100
-EVENTS_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("time", pa.int64()),
-        ("kind", pa.string()),
-        ("labels", pa.string()),
-        ("summary", pa.string()),
-        ("attributes", pa.string()),
-    ]
-)
+EVENTS_SCHEMA = EVENT_SCHEMA  # the store's events table: one schema, declared there
 
 
 class EventKind(StrEnum):
