@@ -115,6 +115,21 @@ def log_tail2(absz: float, nu: float, lbeta: float) -> float:  # pragma: no cove
     return max(min(out, 0.0), LOG_P_FLOOR)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def residual_log_p(
+    r: float, sig: float, c: float, nu: float, lbeta: float, table: np.ndarray, zmax: float
+) -> float:  # pragma: no cover - compiled
+    """``log P(|c T_nu| >= |r| / sig)`` of one residual (``sig = 0``: 0 for ``r = 0``, the
+    floor otherwise), with :func:`fast_log_tail2`."""
+    if sig > 0:
+        z = abs(r) / (sig * c)
+    elif r == 0:
+        z = 0.0
+    else:
+        z = np.inf
+    return fast_log_tail2(z, nu, lbeta, table, zmax)
+
+
 @njit(cache=True, error_model="numpy")
 def fast_log_tail2(
     absz: float, nu: float, lbeta: float, table: np.ndarray, zmax: float

@@ -219,13 +219,7 @@ def filter_states(
                         out[1, i, t] = lo
                         out[2, i, t] = hi
                     if observed:
-                        if sig > 0:
-                            z = abs(e) / (sig * c[i])
-                        elif e == 0:
-                            z = 0.0
-                        else:
-                            z = np.inf
-                        lp = calibration.fast_log_tail2(z, nu[i], lb, tab, zm)
+                        lp = calibration.residual_log_p(e, sig, c[i], nu[i], lb, tab, zm)
                         out[3, i, t] = math.exp(lp)
                         out[4, i, t] = max(lp, calibration.LOG_P_FLOOR) / log_alpha
                     else:

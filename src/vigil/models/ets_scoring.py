@@ -52,6 +52,18 @@ def finish_scores(
     return Scores(out[0], out[1], out[2], out[3], score, warming), hist
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def scale_step(s2: float, r: float, sig: float, cnt: int, rate: float, reject: float,
+               warmup: int) -> float:  # pragma: no cover - compiled
+    """The running mean square after the ``cnt``-th residual ``r``: the plain mean over the
+    first ``warmup``, then an EWMA of rate ``rate`` that skips ``|r| > reject * sig``."""
+    if cnt <= warmup:
+        return s2 + (r * r - s2) / cnt
+    if reject <= 0.0 or abs(r) <= reject * sig:
+        return (1.0 - rate) * s2 + rate * r * r
+    return s2
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def scale_score(
     expected: np.ndarray,  # [n, T] one-step predictions
@@ -94,20 +106,11 @@ def scale_score(
                 out[3, i, t] = np.nan
                 out[4, i, t] = np.nan
                 continue
-            if sig > 0:
-                z = abs(r) / (sig * c[i])
-            elif r == 0:
-                z = 0.0
-            else:
-                z = np.inf
-            lp = calibration.fast_log_tail2(z, nu[i], lb, tab, zm)
+            lp = calibration.residual_log_p(r, sig, c[i], nu[i], lb, tab, zm)
             out[3, i, t] = math.exp(lp)
             out[4, i, t] = max(lp, calibration.LOG_P_FLOOR) / log_alpha
             cnt += 1
-            if cnt <= warmup:
-                s2 = s2 + (r * r - s2) / cnt
-            elif reject <= 0.0 or abs(r) <= reject * sig:
-                s2 = (1.0 - rate) * s2 + rate * r * r
+            s2 = scale_step(s2, r, sig, cnt, rate, reject, warmup)
         sigma2[i] = s2
         nobs[i] = cnt
     return out, warming
@@ -202,10 +205,7 @@ def scale_filter(
             if np.isnan(r):
                 continue
             cnt += 1
-            if cnt <= warmup:
-                s2 = s2 + (r * r - s2) / cnt
-            elif reject <= 0.0 or abs(r) <= reject * sig:
-                s2 = (1.0 - rate) * s2 + rate * r * r
+            s2 = scale_step(s2, r, sig, cnt, rate, reject, warmup)
         sigma2[i] = s2
         nobs[i] = cnt
     return sd
