@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vigil.batch import SeriesBatch
@@ -83,13 +85,13 @@ def masked_history(store: Any, tenant: str, values: np.ndarray, ids: np.ndarray,
     table = store.read_table(tenant, "anomalies")
     if table is None or table.num_rows == 0:
         return values
+    # only this partition's records (every worker reads the table, each keeps its own rows)
+    table = table.filter(pc.is_in(table.column("series_id"), pa.array(ids, pa.int64())))
     out = values.copy()
     row_of = {int(s): i for i, s in enumerate(ids)}
     n_cols = values.shape[1]
     for rec in table.select(["series_id", "start", "end"]).to_pylist():
-        row = row_of.get(int(rec["series_id"]))
-        if row is None:
-            continue
+        row = row_of[int(rec["series_id"])]
         first = max(0, (int(rec["start"]) - start) // step)
         last = min(n_cols - 1, (int(rec["end"]) - start) // step)
         if first <= last:
