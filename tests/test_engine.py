@@ -131,3 +131,58 @@ def test_detect_continues_from_its_cursor(tmp_path: Path):
     assert two["steps"] == 200
     scores = store.read_table("t", "scores")
     assert scores.num_rows == pytest.approx(len(batch.labels) * (700 - 288), rel=0.01)
+
+
+def _scores_by_key(store: Store) -> pa.Table:
+    t = store.read_table("t", "scores")
+    return t.sort_by([("series_id", "ascending"), ("timestamp", "ascending")])
+
+
+def test_detect_continues_saved_models_bit_identically(tmp_path: Path):
+    """Three runs that keep their models (fit once, then continue the state) score exactly
+    like one run over the same span: the state saved between runs loses nothing."""
+    batch = fleet_batch(n_pods=2, steps=700)
+    long = batch.to_long()
+    catalog = pa.table({"series_id": batch.series_ids,
+                        "labels": [labels_json(ls) for ls in batch.labels]})
+    cfg = BacktestConfig(warmup="1d", fit_window="2d", refit_every="30d", forecast_every="0")
+    live = Store(tmp_path / "live")
+    live.append("t", long, catalog)
+    models = tmp_path / "models"
+    runs = [detect_store(live, "t", default_factory(), config=cfg, until=START + k * STEP,
+                         models_root=models, fit_every="7d") for k in (400, 600, 700)]
+    assert [r["refit"] for r in runs] == [True, False, False]
+    once = Store(tmp_path / "once")
+    once.append("t", long, catalog)
+    detect_store(once, "t", default_factory(), config=cfg)
+    a, b = _scores_by_key(live), _scores_by_key(once)
+    assert a.num_rows == b.num_rows == len(batch.labels) * (700 - 288)
+    for name in ("expected", "lower", "upper", "anomaly_score", "p_value"):
+        np.testing.assert_array_equal(a[name].to_numpy(), b[name].to_numpy(), err_msg=name)
+
+
+def test_saved_models_are_refit_when_due_or_when_series_change(tmp_path: Path):
+    batch = fleet_batch(n_pods=2, steps=700)
+    long = batch.to_long()
+    labels = [labels_json(ls) for ls in batch.labels]
+    keep = np.arange(len(labels)) != 0  # series 0 appears later
+    store = Store(tmp_path / "s")
+    store.append("t", long.filter(pa.compute.is_in(long["series_id"],
+                                                    pa.array(batch.series_ids[keep]))),
+                 pa.table({"series_id": batch.series_ids[keep],
+                           "labels": [s for s, k in zip(labels, keep, strict=True) if k]}))
+    cfg = BacktestConfig(warmup="1d", fit_window="2d", refit_every="30d", forecast_every="0")
+    models = tmp_path / "models"
+
+    def run(k: int, every: str = "1d") -> bool:
+        return bool(detect_store(store, "t", default_factory(), config=cfg, until=START + k * STEP,
+                                 models_root=models, fit_every=every)["refit"])
+
+    assert run(350) is True  # first run: fitted on the columns before 288
+    assert run(400) is False  # 62 steps (5 h) after that fit: continued
+    assert run(450, every="2h") is True  # 112 steps (9 h) after it: due
+    assert run(500) is False
+    store.append("t", long.filter(pa.compute.equal(long["series_id"], batch.series_ids[0])),
+                 pa.table({"series_id": batch.series_ids[:1], "labels": labels[:1]}))
+    assert run(550) is True  # a new series: refit so it has a row
+    assert run(600) is False

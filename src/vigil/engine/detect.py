@@ -23,7 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vigil.engine import modelset
 from vigil.engine.backtest import BacktestConfig, infer_step, parse_duration, replay_config
+from vigil.engine.modelset import catalog_digest
 from vigil.engine.replay import ModelFactory
 from vigil.engine.stream import replay_store
 from vigil.insights.persist import read_suppressions
@@ -49,7 +51,14 @@ def detect_store(
     since: int | None = None,
     until: int | None = None,
     config: BacktestConfig | None = None,
+    models_root: Path | None = None,
+    fit_every: str | None = None,
 ) -> dict[str, Any]:
+    """Score the tenant's new columns (see the module doc).
+
+    ``models_root``: keep the fitted models there between runs (:mod:`vigil.engine.modelset`)
+    and continue them while the series are the same and ``fit_every`` has not elapsed since the
+    last fit, instead of refitting on ``fit_window`` every run."""
     config = config or BacktestConfig()
     stats = store.stats(tenant)
     if not stats["samples"]:
@@ -69,7 +78,13 @@ def detect_store(
     if end <= begin:
         return {"scored_from": format_ms(begin), "scored_until": format_ms(begin), "steps": 0,
                 "series": 0, "anomalies": 0, "note": "nothing new to score since the cursor"}
-    fit_start = max(first_data, begin - parse_duration(config.fit_window))
+    digest = catalog_digest(store.catalog(tenant).column("series_id").to_numpy())
+    prev = modelset.current(models_root, tenant) if models_root else None
+    reuse = (prev is not None and prev.cursor == begin and prev.catalog == digest
+             and (fit_every is None or begin - prev.fitted_at < parse_duration(fit_every)))
+    # a continued model needs only the history the exhaustion forecasts look at
+    history = config.trend_window if reuse else config.fit_window
+    fit_start = max(first_data, begin - parse_duration(history))
     warm = (begin - fit_start) // step
     if warm < 1:
         raise ValueError(
@@ -77,6 +92,7 @@ def detect_store(
             "after the first sample"
         )
     replay_cfg = BacktestConfig(**{**config.__dict__, "warmup": f"{warm * step // 1000}s"})
+    out_dir = modelset.new_dir(models_root, tenant, end) if models_root else None
     with tempfile.TemporaryDirectory(prefix="vigil-detect-") as tmp:
         result = replay_store(
             store, tenant, start=fit_start, end=end, step=step,
@@ -84,6 +100,7 @@ def detect_store(
             keep_from=warm, merge_gap_steps=config.merge_gap_steps,
             n_partitions=config.partitions, workers=config.workers, mask_previous=True,
             suppressions=[r for r in read_suppressions(store, tenant) if r.do_not_learn],
+            models_in=prev.dir if reuse and prev else None, models_out=out_dir,
         )
         for part in result.scores_parts:  # one partition in memory at a time
             store.write_table(tenant, "scores", pq.read_table(part))
@@ -105,6 +122,12 @@ def detect_store(
                 "crossing_hi")},
         }))
     store.write_table(tenant, CURSOR, pa.table({"end": [end], "step": [step]}))
+    if models_root and out_dir is not None:
+        # a partition that could not continue (its series changed) was fitted on the short
+        # history: fitted_at 0 makes the next run refit everything on fit_window
+        whole = reuse and result.continued == result.partitions
+        fitted_at = (prev.fitted_at if whole and prev else 0) if reuse else begin
+        modelset.publish(models_root, tenant, modelset.ModelSet(out_dir, end, fitted_at, digest))
     from vigil.insights import InsightConfig
     from vigil.insights.inputs import values_from_arrays
     from vigil.insights.persist import refresh_insights
@@ -121,6 +144,7 @@ def detect_store(
         values=values_from_arrays(values.series_ids, values.start, step, values.values))
     return {"scored_from": format_ms(begin), "scored_until": format_ms(end),
             "steps": (end - begin) // step, "series": result.n_series,
+            "refit": not reuse,
             "anomalies": len(anomalies),
             "exhaustion_forecasts": len(forecasts), "insights": len(built.insights),
             "notifications": len(built.notifications)}

@@ -54,6 +54,7 @@ def replay_partition(
     factory: ModelFactory,
     limits: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
+    model: Model | None = None,
 ) -> tuple[Scores, Model, ExhaustionRecords]:
     """Scores for every column of ``batch``, the final model and the exhaustion forecasts.
 
@@ -67,6 +68,10 @@ def replay_partition(
     sees them as missing and the online state advances over them as over a gap (a chunk holding
     such points is scored on a copy of the model for them; the model itself runs over the
     masked chunk and scores every other point).
+
+    ``model``: an already fitted model whose state stands at the first column after the
+    warm-up span (``vigil serve`` continuing from its last tick); it is used instead of fitting
+    one, and the warm-up columns only serve as history for the exhaustion forecasts.
     """
     n, t_total = batch.values.shape
     warm = min(config.warmup_steps, t_total)
@@ -76,7 +81,8 @@ def replay_partition(
     learn = batch if exclude is None or not exclude.any() else SeriesBatch(
         batch.series_ids, batch.start, batch.step, np.where(exclude, np.nan, batch.values),
         batch.labels)
-    model = factory().fit(learn.columns(0, warm))
+    if model is None:
+        model = factory().fit(learn.columns(0, warm))
     flagged = np.zeros((n, t_total), dtype=bool)
     forecasting = limits is not None and config.forecast_every_steps > 0 and bool(
         np.isfinite(limits).any())

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from vigil.batch import SeriesBatch
 from vigil.engine.limits import limit_matrix
+from vigil.engine.modelset import load_partition_model, part_path, save_partition_model
 from vigil.engine.partition import group_ids, partition_of
 from vigil.engine.pool import Progress, init_worker
 from vigil.engine.records import anomaly_records, exhaustion_records, scores_table
@@ -59,6 +60,8 @@ class PartitionJob:
     scores_path: str
     suppressions: tuple[Any, ...] = ()
     mask_previous: bool = False
+    model_in: str | None = None  # continue this saved model instead of fitting (same series)
+    model_out: str | None = None  # save the final model here
 
 
 @dataclass
@@ -68,6 +71,7 @@ class PartitionResult:
     anomalies: list[dict[str, Any]] = field(default_factory=list)
     forecasts: list[dict[str, Any]] = field(default_factory=list)
     scores_path: str | None = None
+    continued: bool = False  # a saved model was continued (no fit)
 
 
 @dataclass
@@ -77,6 +81,8 @@ class StreamResult:
     anomalies: list[dict[str, Any]]
     forecasts: list[dict[str, Any]]
     scores_parts: list[Path]
+    continued: int = 0  # partitions that continued a saved model
+    partitions: int = 0
 
 
 def masked_history(store: Any, tenant: str, values: np.ndarray, ids: np.ndarray, start: int,
@@ -124,7 +130,10 @@ def run_job(job: PartitionJob, factory: ModelFactory) -> PartitionResult:
         exclude = exclusion_mask(batch.labels, batch.start, batch.step, batch.n_steps,
                                  list(job.suppressions))
         exclude = exclude if exclude.any() else None
-    scores, _, ex = replay_partition(run, job.replay, factory, limits, exclude)
+    model = load_partition_model(job.model_in, batch.series_ids) if job.model_in else None
+    scores, final, ex = replay_partition(run, job.replay, factory, limits, exclude, model)
+    if job.model_out:
+        save_partition_model(final, batch.series_ids, job.model_out)
     kept = batch.columns(job.keep_from, batch.n_steps)
     kept_scores = Scores(**{k: v[:, job.keep_from:] for k, v in scores.__dict__.items()})
     begin = batch.start + job.keep_from * batch.step
@@ -133,7 +142,7 @@ def run_job(job: PartitionJob, factory: ModelFactory) -> PartitionResult:
     pq.write_table(scores_table(kept, kept_scores), job.scores_path, compression="zstd")
     return PartitionResult(batch.n_series, n_steps,
                            anomaly_records(kept, kept_scores, job.merge_gap_steps), forecasts,
-                           job.scores_path)
+                           job.scores_path, model is not None)
 
 
 def replay_store(
@@ -153,8 +162,13 @@ def replay_store(
     progress: Progress | None = None,
     mask_previous: bool = False,
     suppressions: Sequence[Any] = (),
+    models_in: Path | None = None,
+    models_out: Path | None = None,
 ) -> StreamResult:
-    """Replay every series of ``tenant`` over ``[start, end)`` partition by partition."""
+    """Replay every series of ``tenant`` over ``[start, end)`` partition by partition.
+
+    ``models_in``: a model set (:mod:`vigil.engine.modelset`) to continue instead of fitting;
+    ``models_out``: where to save each partition's final model."""
     catalog = store.catalog(tenant)
     ids = catalog.column("series_id").to_numpy()
     labels = [parse_labels_json(t) for t in catalog.column("labels").to_pylist()]
@@ -162,7 +176,9 @@ def replay_store(
     jobs = [
         PartitionJob(str(store.root), tenant, np.sort(ids[part == p]), start, end, step, replay,
                      keep_from, merge_gap_steps, str(parts_dir / f"part-{p:05d}.parquet"),
-                     tuple(suppressions), mask_previous)
+                     tuple(suppressions), mask_previous,
+                     str(part_path(models_in, p)) if models_in else None,
+                     str(part_path(models_out, p)) if models_out else None)
         for p in range(n_partitions) if (part == p).any()
     ]
     results: list[PartitionResult] = []
@@ -188,4 +204,5 @@ def replay_store(
                        key=lambda f: (f["evaluated_at"], f["series_id"]))
     paths = sorted(Path(r.scores_path) for r in results if r.scores_path)
     return StreamResult(sum(r.n_series for r in results), (end - start) // step, anomalies,
-                        forecasts, paths)
+                        forecasts, paths, sum(r.continued for r in results),
+                        sum(r.n_series > 0 for r in results))
