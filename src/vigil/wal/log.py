@@ -223,7 +223,8 @@ class Wal:
         """Check every segment, truncate torn tails, drop empty segments.  All segments
         found are closed: appends go to a new one."""
         now = time.monotonic()
-        for path in sorted(self.dir.glob(f"*{SUFFIX}")):
+        paths = sorted(self.dir.glob(f"*{SUFFIX}"))
+        for path in paths:
             try:
                 first = int(path.stem)
             except ValueError:
@@ -231,8 +232,12 @@ class Wal:
             with open(path, "rb") as f:
                 data = f.read()
             if data[: len(MAGIC)] != MAGIC:
-                if len(data) < len(MAGIC) and MAGIC.startswith(data):
-                    self.truncated_bytes += len(data)  # torn while being created
+                # a segment's magic is synced before its first frame: a bad magic means the
+                # segment was torn while being created -- possible for the newest one only
+                head = data[: len(MAGIC)]
+                torn = head[:1] == MAGIC[:1] or (head and not head.strip(b"\x00"))
+                if path == paths[-1] and (not data or torn):
+                    self.truncated_bytes += len(data)
                     path.unlink()
                     continue
                 raise WalCorrupt(f"{path} does not start with the WAL magic")
@@ -466,11 +471,12 @@ class Wal:
                     continue
                 by_tenant.setdefault(rec.tenant, []).append(rec.batch)
         finished = sorted(done) if done_upto >= upto else []
+        moved = 0
         for tenant in sorted(by_tenant):
             samples, catalog = _tables(by_tenant[tenant])
             rows = store.append(tenant, samples, catalog)
             result.tenants[tenant] = result.tenants.get(tenant, 0) + rows
-            result.samples += samples.num_rows
+            moved += samples.num_rows
             finished.append(tenant)
             self._write_marker(self._marker_seq, {"upto": upto, "tenants": sorted(finished)})
         self._write_marker(upto, None)
@@ -480,7 +486,8 @@ class Wal:
         with self._cond:
             self._segments = [s for s in self._segments if s not in group]
             self._counters["checkpoints"] += 1
-            self._counters["ckpt_samples"] += result.samples
+            self._counters["ckpt_samples"] += moved
+        result.samples += moved
         result.segments += len(group)
         result.frames += frames
 
