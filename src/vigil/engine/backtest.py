@@ -191,13 +191,18 @@ def backtest_store(
     truth: Path | None = None,
     progress: Progress | None = None,
     report: Path | None = None,
+    ledger: bool = True,
 ) -> dict[str, Any]:
     """Replay partition by partition from the store (:mod:`vigil.engine.stream`), write the
-    outputs (module docstring) and, with ``report``, the HTML report."""
+    outputs (module docstring) and, with ``report``, the HTML report.  With ``ledger`` every
+    anomaly, exhaustion risk and insight is also a signed record in the tenant's decision
+    ledger (:mod:`vigil.ledger`)."""
     from vigil.engine.stream import replay_store
     from vigil.insights.persist import read_suppressions
+    from vigil.ledger.record import new_run, record_engine
 
     config = config or BacktestConfig()
+    spec = new_run("backtest") if ledger else None
     timings: dict[str, float] = {}
     start, end, step = tenant_grid(store, tenant, config.step_ms)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -209,7 +214,10 @@ def backtest_store(
         factory=factory, parts_dir=parts_dir, merge_gap_steps=config.merge_gap_steps,
         n_partitions=config.partitions, workers=config.workers, progress=progress,
         suppressions=[r for r in read_suppressions(store, tenant) if r.do_not_learn],
+        ledger=spec,
     )
+    if spec is not None:
+        record_engine(store, tenant, result.decisions)
     timings["score_s"] = time.perf_counter() - t0
     anomalies, forecasts = result.anomalies, result.forecasts
     days = result.n_steps * step / DAY_MS
@@ -236,7 +244,7 @@ def backtest_store(
     members = store.load_batch(tenant, None, start, end, step,
                                series_ids=member_ids(anomalies, forecasts))
     insights = _insights(store, tenant, members, end, anomalies, forecasts, out_dir, summary,
-                         truth, result.n_series, days)
+                         truth, result.n_series, days, spec)
     timings["insights_s"] = time.perf_counter() - t0
     if report is not None:
         from vigil.report import TableSource, write_report
@@ -254,18 +262,25 @@ def backtest_store(
 
 def _insights(store: Any, tenant: str, batch: SeriesBatch, end: int, anomalies: list[dict],
               forecasts: list[dict[str, Any]], out_dir: Path, summary: dict[str, Any],
-              truth: Path | None, n_series: int, days: float) -> list[Any]:
+              truth: Path | None, n_series: int, days: float,
+              spec: Any = None) -> list[Any]:
     """Build the insights at the end of the replay, keep them in the store and insights.json,
     and score them against the truth."""
     from vigil.insights import InsightConfig, evaluate_insights, insights_to_json
     from vigil.insights.inputs import values_from_arrays
     from vigil.insights.persist import refresh_insights
 
+    cfg = InsightConfig(tenant=tenant, step_ms=batch.step)
     result = refresh_insights(
-        store, tenant, config=InsightConfig(tenant=tenant, step_ms=batch.step),
+        store, tenant, config=cfg,
         values=values_from_arrays(batch.series_ids, batch.start, batch.step, batch.values),
         now=end - batch.step, anomalies=anomalies, exhaustion=forecasts,
     )
+    if spec is not None:
+        from vigil.ledger.record import record_insights
+
+        record_insights(store, tenant, spec, result, config=cfg, now=end - batch.step,
+                        window=(batch.start, end, batch.step), exhaustion=forecasts)
     (out_dir / "insights.json").write_text(insights_to_json(result.insights))
     summary["insights"] = {**result.stats, "notes": result.notes}
     if truth is not None:

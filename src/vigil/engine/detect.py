@@ -53,6 +53,7 @@ def detect_store(
     config: BacktestConfig | None = None,
     models_root: Path | None = None,
     fit_every: str | None = None,
+    ledger: bool = True,
 ) -> dict[str, Any]:
     """Score the tenant's new columns (see the module doc).
 
@@ -92,6 +93,9 @@ def detect_store(
             "after the first sample"
         )
     replay_cfg = BacktestConfig(**{**config.__dict__, "warmup": f"{warm * step // 1000}s"})
+    from vigil.ledger.record import new_run, record_engine, record_insights
+
+    spec = new_run("detect") if ledger else None  # decisions in the tenant's ledger
     out_dir = modelset.new_dir(models_root, tenant, end) if models_root else None
     with tempfile.TemporaryDirectory(prefix="vigil-detect-") as tmp:
         result = replay_store(
@@ -101,10 +105,13 @@ def detect_store(
             n_partitions=config.partitions, workers=config.workers, mask_previous=True,
             suppressions=[r for r in read_suppressions(store, tenant) if r.do_not_learn],
             models_in=prev.dir if reuse and prev else None, models_out=out_dir,
+            ledger=spec,
         )
         for part in result.scores_parts:  # one partition in memory at a time
             store.write_table(tenant, "scores", pq.read_table(part))
     anomalies, forecasts = result.anomalies, result.forecasts
+    if spec is not None:
+        record_engine(store, tenant, result.decisions)
     if anomalies:
         store.write_table(tenant, "anomalies", pa.table({
             "series_id": [a["series_id"] for a in anomalies],
@@ -142,6 +149,9 @@ def detect_store(
     built = refresh_insights(
         store, tenant, config=InsightConfig(tenant=tenant, step_ms=step), now=end - step,
         values=values_from_arrays(values.series_ids, values.start, step, values.values))
+    if spec is not None:
+        record_insights(store, tenant, spec, built, config=InsightConfig(tenant=tenant,
+                        step_ms=step), now=end - step, window=(fit_start, end, step))
     return {"scored_from": format_ms(begin), "scored_until": format_ms(end),
             "steps": (end - begin) // step, "series": result.n_series,
             "refit": not reuse,

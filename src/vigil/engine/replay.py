@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,7 @@ def replay_partition(
     limits: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
     model: Model | None = None,
+    observer: Any = None,
 ) -> tuple[Scores, Model, ExhaustionRecords]:
     """Scores for every column of ``batch``, the final model and the exhaustion forecasts.
 
@@ -72,6 +74,10 @@ def replay_partition(
     ``model``: an already fitted model whose state stands at the first column after the
     warm-up span (``vigil serve`` continuing from its last tick); it is used instead of fitting
     one, and the warm-up columns only serve as history for the exhaustion forecasts.
+
+    ``observer`` (optional, the decision ledger's): ``observer.fitted(col, model)`` after each
+    fit or with the given model (scoring resumes at ``col``) and ``observer.scored(col, stop,
+    scores)`` after each scored chunk; it only reads.
     """
     n, t_total = batch.values.shape
     warm = min(config.warmup_steps, t_total)
@@ -83,6 +89,8 @@ def replay_partition(
         batch.labels)
     if model is None:
         model = factory().fit(learn.columns(0, warm))
+    if observer is not None:
+        observer.fitted(warm, model)
     flagged = np.zeros((n, t_total), dtype=bool)
     forecasting = limits is not None and config.forecast_every_steps > 0 and bool(
         np.isfinite(limits).any())
@@ -103,6 +111,8 @@ def replay_partition(
         else:
             scores = model.score(batch.columns(col, stop))
         parts.append(scores)
+        if observer is not None:
+            observer.scored(col, stop, scores)
         flagged[:, col:stop] = scores.anomaly_score > 1.0
         col = stop
         if forecasting and limits is not None:
@@ -115,6 +125,8 @@ def replay_partition(
             model = factory().fit(
                 SeriesBatch(window.series_ids, window.start, window.step, clean, window.labels)
             )
+            if observer is not None:
+                observer.fitted(col, model)
     return Scores.concat(parts, axis=1), model, ExhaustionRecords.concat(exhaustion)
 
 

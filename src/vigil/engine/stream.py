@@ -62,6 +62,7 @@ class PartitionJob:
     mask_previous: bool = False
     model_in: str | None = None  # continue this saved model instead of fitting (same series)
     model_out: str | None = None  # save the final model here
+    ledger: Any = None  # vigil.ledger.capture.LedgerSpec: also return decision records
 
 
 @dataclass
@@ -72,6 +73,7 @@ class PartitionResult:
     forecasts: list[dict[str, Any]] = field(default_factory=list)
     scores_path: str | None = None
     continued: bool = False  # a saved model was continued (no fit)
+    decisions: list[dict[str, Any]] = field(default_factory=list)  # ledger record bodies
 
 
 @dataclass
@@ -83,6 +85,7 @@ class StreamResult:
     scores_parts: list[Path]
     continued: int = 0  # partitions that continued a saved model
     partitions: int = 0
+    decisions: list[dict[str, Any]] = field(default_factory=list)  # ledger record bodies
 
 
 def masked_history(store: Any, tenant: str, values: np.ndarray, ids: np.ndarray, start: int,
@@ -131,7 +134,13 @@ def run_job(job: PartitionJob, factory: ModelFactory) -> PartitionResult:
                                  list(job.suppressions))
         exclude = exclude if exclude.any() else None
     model = load_partition_model(job.model_in, batch.series_ids) if job.model_in else None
-    scores, final, ex = replay_partition(run, job.replay, factory, limits, exclude, model)
+    observer = None
+    if job.ledger is not None:
+        from vigil.ledger.capture import FitObserver
+
+        observer = FitObserver()
+    scores, final, ex = replay_partition(run, job.replay, factory, limits, exclude, model,
+                                         observer)
     if job.model_out:
         save_partition_model(final, batch.series_ids, job.model_out)
     kept = batch.columns(job.keep_from, batch.n_steps)
@@ -140,9 +149,22 @@ def run_job(job: PartitionJob, factory: ModelFactory) -> PartitionResult:
     forecasts = [r for r in exhaustion_records(run, ex) if r["evaluated_at"] >= begin]
     Path(job.scores_path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(scores_table(kept, kept_scores), job.scores_path, compression="zstd")
+    decisions = [] if observer is None else _decisions(job, batch, values, exclude, scores,
+                                                       ex, observer, factory)
     return PartitionResult(batch.n_series, n_steps,
                            anomaly_records(kept, kept_scores, job.merge_gap_steps), forecasts,
-                           job.scores_path, model is not None)
+                           job.scores_path, model is not None, decisions)
+
+
+def _decisions(job: PartitionJob, batch: SeriesBatch, values: np.ndarray,
+               exclude: np.ndarray | None, scores: Scores, ex: Any, observer: Any,
+               factory: ModelFactory) -> list[dict[str, Any]]:
+    from vigil.ledger.capture import Window, partition_entries
+
+    window = Window(job.tenant, job.start, job.end, job.step, job.keep_from,
+                    job.merge_gap_steps, job.mask_previous, job.replay, job.model_in)
+    return partition_entries(job.ledger, window, batch, values, exclude, scores, ex, observer,
+                             factory, job.suppressions)
 
 
 def replay_store(
@@ -164,11 +186,14 @@ def replay_store(
     suppressions: Sequence[Any] = (),
     models_in: Path | None = None,
     models_out: Path | None = None,
+    ledger: Any = None,
 ) -> StreamResult:
     """Replay every series of ``tenant`` over ``[start, end)`` partition by partition.
 
     ``models_in``: a model set (:mod:`vigil.engine.modelset`) to continue instead of fitting;
-    ``models_out``: where to save each partition's final model."""
+    ``models_out``: where to save each partition's final model; ``ledger``
+    (:class:`vigil.ledger.capture.LedgerSpec`): each worker also returns the decision records
+    of its partition (``StreamResult.decisions``, sorted by kind and subject)."""
     catalog = store.catalog(tenant)
     ids = catalog.column("series_id").to_numpy()
     labels = [parse_labels_json(t) for t in catalog.column("labels").to_pylist()]
@@ -178,7 +203,7 @@ def replay_store(
                      keep_from, merge_gap_steps, str(parts_dir / f"part-{p:05d}.parquet"),
                      tuple(suppressions), mask_previous,
                      str(part_path(models_in, p)) if models_in else None,
-                     str(part_path(models_out, p)) if models_out else None)
+                     str(part_path(models_out, p)) if models_out else None, ledger)
         for p in range(n_partitions) if (part == p).any()
     ]
     results: list[PartitionResult] = []
@@ -203,6 +228,8 @@ def replay_store(
     forecasts = sorted((f for r in results for f in r.forecasts),
                        key=lambda f: (f["evaluated_at"], f["series_id"]))
     paths = sorted(Path(r.scores_path) for r in results if r.scores_path)
+    decisions = sorted((d for r in results for d in r.decisions),
+                       key=lambda d: (d["kind"], d["subject"]))
     return StreamResult(sum(r.n_series for r in results), (end - start) // step, anomalies,
                         forecasts, paths, sum(r.continued for r in results),
-                        sum(r.n_series > 0 for r in results))
+                        sum(r.n_series > 0 for r in results), decisions)

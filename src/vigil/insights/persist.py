@@ -78,6 +78,9 @@ def add_feedback(store: Any, tenant: str, insight_id: str, label: str, note: str
     table = feedback_table([rec])
     assert table.schema.equals(FEEDBACK_SCHEMA)
     store.write_table(tenant, FEEDBACK, table)
+    from vigil.ledger.record import record_feedback
+
+    record_feedback(store, tenant, rec)
     return rec
 
 
@@ -92,9 +95,13 @@ def read_suppressions(store: Any, tenant: str) -> list[Suppression]:
 def write_suppressions(store: Any, tenant: str, rules: Sequence[dict[str, Any]]) -> None:
     """Replace the tenant's rules (validated first: a bad rule writes nothing)."""
     parse_suppressions(list(rules), "suppressions")
+    before = raw_suppressions(store, tenant)
     texts = [json.dumps(r, sort_keys=True, default=str) for r in rules]
     store.write_table(tenant, SUPPRESSIONS,
                       pa.table({"rule": pa.array(texts, pa.string())}), mode="overwrite")
+    from vigil.ledger.record import record_suppressions
+
+    record_suppressions(store, tenant, before, [json.loads(t) for t in texts])
 
 
 def raw_suppressions(store: Any, tenant: str) -> list[dict[str, Any]]:

@@ -1,0 +1,221 @@
+"""``vigil ledger replay``: reload a decision's inputs from the store and re-run it.
+
+* **anomaly / exhaustion**: the recorded series (the decision's placement group) over the
+  recorded window are loaded again; their digest is compared with ``values_sha256`` (a
+  mismatch means the stored samples changed since: the replay says so and which series
+  differ); earlier anomalies are masked again (``vigil detect``) and the recorded do-not-learn
+  suppressions applied, and the result compared with ``effective_sha256``; then the recorded
+  model class, version and parameters replay the group with the recorded schedule
+  (:func:`vigil.engine.replay.replay_partition`), and the decision is rebuilt exactly as the
+  worker built it.  The outputs (and the model's state digest) must be equal bit for bit.
+* **insight**: the insight pipeline runs again on the recorded inputs (its anomalies, its
+  resource's forecasts, feedback and suppression rules as recorded; change events and member
+  values from the store, digests checked) at the recorded ``now`` with the recorded
+  configuration, and the rebuilt insight must have the recorded digest.  Its inputs are
+  themselves decisions (``members``), each replayable.
+* **feedback / suppression**: a human's decision, nothing to compute: the replay says so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+import numpy as np
+
+from vigil.batch import SeriesBatch
+from vigil.engine.limits import limit_matrix
+from vigil.engine.replay import replay_partition
+from vigil.ledger.canonical import arrays_digest, canonical_json, input_digest
+from vigil.ledger.capture import (
+    FitObserver,
+    LedgerSpec,
+    Window,
+    partition_entries,
+    rebuild_factory,
+    replay_from_json,
+)
+from vigil.ledger.chain import find_record
+
+COMPARED = ("series", "input", "model", "replay", "thresholds", "outputs")
+
+
+def _diff(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+        return out
+    if canonical_json(a) != canonical_json(b):
+        return [f"{path}: recorded {json.dumps(a)[:120]}, replayed {json.dumps(b)[:120]}"]
+    return []
+
+
+def replay_decision(store: Any, tenant: str, ident: str) -> dict[str, Any]:
+    """Re-run one decision; ``{"id", "kind", "status": "match" | "mismatch" | "inputs changed"
+    | "not replayable", "messages": [...]}``."""
+    rec = find_record(store, tenant, ident)
+    kind = rec["kind"]
+    if kind in ("anomaly", "exhaustion"):
+        return _replay_engine(store, tenant, rec)
+    if kind == "insight":
+        return _replay_insight(store, tenant, rec)
+    return {"id": rec["id"], "kind": kind, "status": "not replayable",
+            "messages": [f"a {kind} decision is a person's input, not a computation: it is "
+                         "kept and verified, there is nothing to re-run"]}
+
+
+def _result(rec: dict[str, Any], status: str, messages: list[str]) -> dict[str, Any]:
+    return {"id": rec["id"], "kind": rec["kind"], "subject": rec["subject"],
+            "status": status, "messages": messages}
+
+
+def _replay_engine(store: Any, tenant: str, rec: dict[str, Any]) -> dict[str, Any]:
+    from vigil.engine.stream import masked_history
+    from vigil.insights.suppress import exclusion_mask, parse_suppressions
+
+    inp = rec["input"]
+    if inp.get("continued_model"):
+        return _result(rec, "not replayable", [
+            "this decision continued a saved model (vigil detect with kept models) instead "
+            "of fitting one in its window; replay re-runs fitted windows only"])
+    ids = np.array([int(s) for s in inp["series_ids"]], dtype=np.int64)
+    start, end, step, keep = inp["start"], inp["end"], inp["step"], inp["keep_from"]
+    batch = store.load_batch(tenant, None, start, end, step, series_ids=ids)
+    messages: list[str] = []
+    if not np.array_equal(batch.series_ids, ids):
+        missing = sorted(set(ids.tolist()) - set(batch.series_ids.tolist()))
+        return _result(rec, "inputs changed", [
+            f"the input data changed: {len(missing)} of the {len(ids)} recorded series have "
+            f"no samples in {inp['start_time']}..{inp['end_time']} any more "
+            f"(e.g. {missing[:3]}); the decision cannot be reproduced"])
+    digest = input_digest(batch.series_ids, start, step, batch.values)
+    if digest != inp["values_sha256"]:
+        changed = _changed_series(batch, rec)
+        return _result(rec, "inputs changed", [
+            f"the input data changed: the stored values of the decision's window "
+            f"{inp['start_time']}..{inp['end_time']} hash to {digest[:16]}…, the decision "
+            f"recorded {inp['values_sha256'][:16]}…; the samples were altered or added after "
+            f"the decision{changed}. Replay refuses to compare outputs computed from other "
+            "data"])
+    values = batch.values
+    if inp["mask_previous"] and keep > 0:
+        head = masked_history(store, tenant, values[:, :keep], batch.series_ids, start, step)
+        values = np.concatenate([head, values[:, keep:]], axis=1)
+    if input_digest(batch.series_ids, start, step, values) != inp["effective_sha256"]:
+        return _result(rec, "inputs changed", [
+            "the stored samples match, but the earlier anomalies masked from the fit (the "
+            "tenant's anomalies table) changed since the decision; cannot reproduce"])
+    rules = parse_suppressions(inp["suppressions"], "recorded suppressions")
+    exclude = None
+    if rules:
+        exclude = exclusion_mask(batch.labels, start, step, batch.n_steps, rules)
+        if arrays_digest({"exclude": exclude}) != inp["exclude_sha256"]:
+            messages.append("the recorded suppressions give another do-not-learn mask")
+        exclude = exclude if exclude.any() else None
+    info = rec["model"] if rec["kind"] == "anomaly" else rec["model"]["detector"]
+    try:
+        factory = rebuild_factory(info)
+    except ValueError as exc:
+        return _result(rec, "not replayable", [str(exc)])
+    cfg = replay_from_json({k: v for k, v in rec["replay"].items() if k != "merge_gap_steps"})
+    run = SeriesBatch(batch.series_ids, start, step, values, batch.labels)
+    limits = limit_matrix(batch.labels, batch.values) if cfg.forecast_every_steps > 0 else None
+    observer = FitObserver()
+    scores, _, ex = replay_partition(run, cfg, factory, limits, exclude, None, observer)
+    window = Window(tenant, start, end, step, keep, rec["replay"]["merge_gap_steps"],
+                    inp["mask_previous"], cfg)
+    run_info = rec["run"] or {"id": "", "command": ""}
+    spec = LedgerSpec(run_info["id"], run_info["command"])
+    again = partition_entries(spec, window, batch, values, exclude, scores, ex, observer,
+                              factory, rules, only=lambda s: s == rec["subject"])
+    if not again:
+        return _result(rec, "mismatch", [
+            f"the replay made no {rec['kind']} decision {rec['subject']}: the recorded "
+            "outputs are not reproduced", *messages])
+    diffs = []
+    for key in COMPARED:
+        diffs += _diff(rec.get(key), again[0].get(key), key)
+    if diffs:
+        return _result(rec, "mismatch", diffs[:20] + messages)
+    return _result(rec, "match", [
+        f"re-ran {info['name']} {info['version']} on {len(ids)} series over "
+        f"{inp['start_time']}..{inp['end_time']}: inputs, model state and outputs identical "
+        "bit for bit", *messages])
+
+
+def _changed_series(batch: SeriesBatch, rec: dict[str, Any]) -> str:
+    """Names the series whose samples changed when the record's own series can be told."""
+    return ""
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """A (nested) config dataclass from its ``asdict`` form."""
+    default = cls()
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value, current = data[f.name], getattr(default, f.name)
+        if is_dataclass(current) and isinstance(value, dict):
+            value = _from_dict(type(current), value)
+        elif isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _replay_insight(store: Any, tenant: str, rec: dict[str, Any]) -> dict[str, Any]:
+    from vigil.insights.build import InsightConfig
+    from vigil.insights.inputs import values_from_arrays
+    from vigil.insights.model import insight_from_json, insight_to_json
+    from vigil.insights.pipeline import run_pipeline
+    from vigil.insights.suppress import parse_suppressions
+    from vigil.ledger.record import (
+        events_digest,
+        events_in,
+        forecasts_from_columns,
+        insight_digest,
+    )
+
+    inp = rec["input"]
+    recorded = insight_from_json(rec["outputs"]["insight"])
+    ids = np.array([int(s) for s in inp["series_ids"]], dtype=np.int64)
+    batch = store.load_batch(tenant, None, inp["start"], inp["end"], inp["step"],
+                             series_ids=ids)
+    messages = []
+    if input_digest(batch.series_ids, inp["start"], inp["step"], batch.values) != inp[
+            "values_sha256"]:
+        return _result(rec, "inputs changed", [
+            "the input data changed: the stored values of the insight's series no longer "
+            "match the recorded digest (samples altered or added after the decision); the "
+            "effect sizes and onset cannot be reproduced"])
+    config = _from_dict(InsightConfig, inp["config"])
+    events = events_in(store, tenant, recorded, config)
+    if events_digest(events) != inp["events_sha256"]:
+        return _result(rec, "inputs changed", [
+            "the change events in the insight's candidate window differ from those the "
+            "decision considered (events were added or altered since)"])
+    forecasts = forecasts_from_columns(inp["forecasts"]) if inp["forecasts"] else []
+    result = run_pipeline(
+        [{"series_id": a.series_id, "labels": a.labels, "start": a.start, "end": a.end,
+          "peak_score": a.peak_score} for a in recorded.anomalies],
+        [dict(e, labels=e["labels"], attributes=e["attributes"]) for e in events],
+        forecasts, now=inp["now"], suppressions=parse_suppressions(inp["suppressions"]),
+        feedback=inp["feedback"], config=config,
+        values=values_from_arrays(batch.series_ids, inp["start"], inp["step"], batch.values))
+    hit = [i for i in result.insights if i.id == rec["insight_id"]]
+    if not hit:
+        return _result(rec, "mismatch", [
+            f"the pipeline re-run on the recorded inputs builds no insight "
+            f"{rec['insight_id']} ({len(result.insights)} others)"])
+    obj = insight_to_json(hit[0])
+    if insight_digest(obj) != rec["outputs"]["insight_sha256"]:
+        diffs = _diff({k: v for k, v in rec["outputs"]["insight"].items() if k != "related"},
+                      {k: v for k, v in obj.items() if k != "related"}, "insight")
+        return _result(rec, "mismatch", diffs[:20])
+    messages.append(f"re-ran the insight pipeline on the recorded inputs at "
+                    f"{recorded.last_seen}: the insight is identical "
+                    f"({len(rec['members'])} member decisions, each replayable)")
+    return _result(rec, "match", messages)
