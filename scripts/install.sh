@@ -21,6 +21,20 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ $with_test = 1 ]; then
+  # the integration tests run the real thing: Prometheus, node-exporter, Alertmanager and
+  # VictoriaMetrics from Debian's packages (services are not started by the install)
+  debs="prometheus prometheus-node-exporter prometheus-alertmanager victoria-metrics"
+  missing=""
+  for b in prometheus prometheus-node-exporter prometheus-alertmanager victoria-metrics; do
+    command -v "$b" >/dev/null || missing=1
+  done
+  if [ -n "$missing" ]; then
+    echo "installing $debs (Debian) ..." >&2
+    if ! { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install \
+        -y -qq --no-install-recommends $debs >/dev/null; }; then
+      echo "warning: could not install $debs; the integration tests will be skipped" >&2
+    fi
+  fi
   .venv/bin/python -m pip install -q -e ".[test]"
 else
   .venv/bin/python -m pip install -q -e .

@@ -1,0 +1,178 @@
+"""``GET /metrics``: Vigil's own health and, per scored series, its latest score and band.
+
+Per series (the newest scored step of each series of the requesting tenant), with the series'
+original labels kept and its metric name moved to the label ``for`` (``__name__`` is taken by
+the output name)::
+
+    vigil_anomaly_score{for="http_requests_total", service="cart", pod="cart-1"} 0.42
+    vigil_yhat / vigil_yhat_lower / vigil_yhat_upper{...}   expected value and band
+
+The meaning follows vmanomaly's ``anomaly_score``/``yhat``/``yhat_lower``/``yhat_upper``:
+a score above 1 is an anomaly, so ``vigil_anomaly_score > 1`` is the alert rule.  Scrape with
+``honor_labels: true`` so the series' own ``job``/``instance`` labels are kept.
+
+Health (labelled by ``tenant``, only the requesting tenant's): ``vigil_samples_ingested_total``,
+``vigil_requests_total{handler,code}``, ``vigil_wal_lag_seconds``, ``vigil_wal_pending_samples``,
+``vigil_fit_duration_seconds``, ``vigil_score_duration_seconds``, ``vigil_active_series``,
+``vigil_warming_up_series``, ``vigil_scored_series``, ``vigil_open_insights``,
+``vigil_last_scored_timestamp_seconds``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+
+SERIES_OUTPUTS = (("vigil_anomaly_score", "anomaly_score",
+                   "Anomaly score of the newest scored step (above 1: anomalous)."),
+                  ("vigil_yhat", "expected", "Expected value of the newest scored step."),
+                  ("vigil_yhat_lower", "lower", "Lower edge of the expected band."),
+                  ("vigil_yhat_upper", "upper", "Upper edge of the expected band."))
+
+
+def latest_rows(table: pa.Table) -> pa.Table:
+    """The newest row of each series of a scores table sorted by (series, timestamp)."""
+    if table.num_rows == 0:
+        return table
+    sid = table.column("series_id").to_numpy()
+    last = np.flatnonzero(np.r_[sid[1:] != sid[:-1], True])
+    return table.take(pa.array(last))
+
+
+@dataclass
+class TenantState:
+    samples: int = 0
+    series: dict[int, dict[str, float | str]] = field(default_factory=dict)  # id -> latest
+    labels: dict[int, str] = field(default_factory=dict)
+    fit_seconds: float = math.nan
+    score_seconds: float = math.nan
+    active_series: int = 0
+    open_insights: int = 0
+    last_scored: float = math.nan
+
+
+class LiveMetrics:
+    """Thread-safe counters and the latest scores, read by ``/metrics``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tenants: dict[str, TenantState] = defaultdict(TenantState)
+        self._requests: dict[tuple[str, str, str], int] = defaultdict(int)  # tenant,handler,code
+        self.wal_stats: Callable[[], dict[str, float]] = dict
+
+    def request(self, tenant: str, handler: str, code: int) -> None:
+        with self._lock:
+            self._requests[(tenant, handler, str(code))] += 1
+
+    def ingested(self, tenant: str, samples: int) -> None:
+        with self._lock:
+            self._tenants[tenant].samples += samples
+
+    def tick(self, tenant: str, *, seconds: float, refit: bool, active: int,
+             open_insights: int) -> None:
+        with self._lock:
+            st = self._tenants[tenant]
+            if refit:
+                st.fit_seconds = seconds
+            else:
+                st.score_seconds = seconds
+            st.active_series = active
+            st.open_insights = open_insights
+
+    def scores(self, tenant: str, table: pa.Table) -> None:
+        rows = latest_rows(table).to_pylist()
+        with self._lock:
+            st = self._tenants[tenant]
+            for r in rows:
+                sid = int(r["series_id"])
+                st.series[sid] = {k: r[k] for k in ("expected", "lower", "upper",
+                                                    "anomaly_score", "warming_up")}
+                st.labels[sid] = str(r["labels"])
+                ts = r["timestamp"].timestamp()
+                st.last_scored = ts if math.isnan(st.last_scored) else max(st.last_scored, ts)
+
+    def latest(self, tenant: str) -> list[tuple[dict[str, str], dict[str, float | str]]]:
+        with self._lock:
+            st = self._tenants.get(tenant)
+            if st is None:
+                return []
+            return [(json.loads(st.labels[sid]), dict(v)) for sid, v in st.series.items()]
+
+    def render(self, tenant: str) -> bytes:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(self, tenant))
+        return generate_latest(registry)
+
+    def _health(self, tenant: str) -> Iterator[Metric]:
+        with self._lock:
+            st = self._tenants.get(tenant, TenantState())
+            requests = {k: v for k, v in self._requests.items() if k[0] == tenant}
+            warming = sum(1 for v in st.series.values() if v["warming_up"])
+            scored = len(st.series)
+        wal = self.wal_stats()
+        t = {"tenant": tenant}
+        yield _one("vigil_samples_ingested_total", "counter",
+                   "Samples acknowledged (durable in the WAL or the store).", t, st.samples)
+        m = Metric("vigil_requests", "HTTP requests by handler and status code.", "counter")
+        for (_, handler, code), n in sorted(requests.items()):
+            m.add_sample("vigil_requests_total", {**t, "handler": handler, "code": code}, n)
+        yield m
+        yield _one("vigil_wal_lag_seconds", "gauge",
+                   "Age of the oldest WAL entry not yet checkpointed into the store.", {},
+                   float(wal.get("lag_seconds", 0.0)))
+        yield _one("vigil_wal_pending_samples", "gauge",
+                   "Samples in the WAL not yet checkpointed into the store.", {},
+                   float(wal.get("pending_samples", 0.0)))
+        yield _one("vigil_fit_duration_seconds", "gauge",
+                   "Wall time of the last run that fitted the models.", t, st.fit_seconds)
+        yield _one("vigil_score_duration_seconds", "gauge",
+                   "Wall time of the last run that continued the models (scoring only).", t,
+                   st.score_seconds)
+        yield _one("vigil_active_series", "gauge", "Series known to the tenant.", t,
+                   st.active_series)
+        yield _one("vigil_scored_series", "gauge", "Series with a score.", t, scored)
+        yield _one("vigil_warming_up_series", "gauge",
+                   "Scored series whose newest score comes from no model of their own yet.",
+                   t, warming)
+        yield _one("vigil_open_insights", "gauge", "Insights with status ongoing.", t,
+                   st.open_insights)
+        yield _one("vigil_last_scored_timestamp_seconds", "gauge",
+                   "Timestamp of the newest scored step.", t, st.last_scored)
+
+    def _series(self, tenant: str) -> Iterator[Metric]:
+        latest = self.latest(tenant)
+        for name, key, doc in SERIES_OUTPUTS:
+            m = Metric(name, doc, "gauge")
+            for labels, values in latest:
+                value = values[key]
+                if value is None or (isinstance(value, float) and math.isnan(value)):
+                    continue
+                out = {k: v for k, v in labels.items() if k != "__name__"}
+                out["for"] = labels.get("__name__", "")
+                m.add_sample(name, out, float(value))
+            yield m
+
+
+class _Collector:
+    def __init__(self, live: LiveMetrics, tenant: str) -> None:
+        self.live, self.tenant = live, tenant
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.live._health(self.tenant)
+        yield from self.live._series(self.tenant)
+
+
+def _one(name: str, kind: str, doc: str, labels: dict[str, str], value: float) -> Metric:
+    metric_name = name.removesuffix("_total") if kind == "counter" else name
+    m = Metric(metric_name, doc, kind)
+    m.add_sample(name, labels, float(value))
+    return m
