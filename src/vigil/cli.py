@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vigil.cli_ledger import explain, ledger_app
 from vigil.timeparse import format_ms, parse_time
 
 app = typer.Typer(
@@ -34,6 +35,8 @@ suppress_app = typer.Typer(help="Suppression rules: mute insights, or do not lea
 app.add_typer(events_app, name="events")
 app.add_typer(bench_app, name="bench")
 app.add_typer(suppress_app, name="suppress")
+app.add_typer(ledger_app, name="ledger")
+app.command("explain")(explain)
 
 console = Console()
 err = Console(stderr=True)

@@ -71,13 +71,53 @@ def _result(rec: dict[str, Any], status: str, messages: list[str]) -> dict[str, 
             "status": status, "messages": messages}
 
 
+def replay_many(store: Any, tenant: str, idents: list[str] | None = None
+                ) -> list[dict[str, Any]]:
+    """Replay many decisions (default: every one of the tenant), re-running each recorded
+    input group once for all the decisions it made."""
+    from vigil.ledger.chain import read_records
+
+    if idents is None:
+        recs = [{**json.loads(b), "id": i, "hash": h} for b, i, h in zip(
+            *(read_records(store, tenant, [c]).column(c).to_pylist()
+              for c in ("body", "id", "hash")), strict=True)]
+    else:
+        recs = [find_record(store, tenant, i) for i in idents]
+    groups: dict[bytes, list[dict[str, Any]]] = {}
+    out: dict[str, dict[str, Any]] = {}
+    for rec in recs:
+        if rec["kind"] in ("anomaly", "exhaustion"):
+            key = canonical_json([rec["input"], rec["replay"], rec["run"],
+                                  rec["model"].get("detector", rec["model"])["config_sha256"]])
+            groups.setdefault(key, []).append(rec)
+        elif rec["kind"] == "insight":
+            out[rec["id"]] = _replay_insight(store, tenant, rec)
+        else:
+            out[rec["id"]] = replay_decision(store, tenant, rec["id"])
+    for members in groups.values():
+        for res in _replay_engine_group(store, tenant, members):
+            out[res["id"]] = res
+    return [out[r["id"]] for r in recs]
+
+
 def _replay_engine(store: Any, tenant: str, rec: dict[str, Any]) -> dict[str, Any]:
+    return _replay_engine_group(store, tenant, [rec])[0]
+
+
+def _replay_engine_group(store: Any, tenant: str, recs: list[dict[str, Any]]
+                         ) -> list[dict[str, Any]]:
+    """Replay decisions that share one recorded input group and schedule."""
+    rec = recs[0]
+
+    def every(status: str, messages: list[str]) -> list[dict[str, Any]]:
+        return [_result(r, status, messages) for r in recs]
+
     from vigil.engine.stream import masked_history
     from vigil.insights.suppress import exclusion_mask, parse_suppressions
 
     inp = rec["input"]
     if inp.get("continued_model"):
-        return _result(rec, "not replayable", [
+        return every("not replayable", [
             "this decision continued a saved model (vigil detect with kept models) instead "
             "of fitting one in its window; replay re-runs fitted windows only"])
     ids = np.array([int(s) for s in inp["series_ids"]], dtype=np.int64)
@@ -86,25 +126,24 @@ def _replay_engine(store: Any, tenant: str, rec: dict[str, Any]) -> dict[str, An
     messages: list[str] = []
     if not np.array_equal(batch.series_ids, ids):
         missing = sorted(set(ids.tolist()) - set(batch.series_ids.tolist()))
-        return _result(rec, "inputs changed", [
+        return every("inputs changed", [
             f"the input data changed: {len(missing)} of the {len(ids)} recorded series have "
             f"no samples in {inp['start_time']}..{inp['end_time']} any more "
             f"(e.g. {missing[:3]}); the decision cannot be reproduced"])
     digest = input_digest(batch.series_ids, start, step, batch.values)
     if digest != inp["values_sha256"]:
-        changed = _changed_series(batch, rec)
-        return _result(rec, "inputs changed", [
+        return every("inputs changed", [
             f"the input data changed: the stored values of the decision's window "
             f"{inp['start_time']}..{inp['end_time']} hash to {digest[:16]}…, the decision "
             f"recorded {inp['values_sha256'][:16]}…; the samples were altered or added after "
-            f"the decision{changed}. Replay refuses to compare outputs computed from other "
+            f"the decision. Replay refuses to compare outputs computed from other "
             "data"])
     values = batch.values
     if inp["mask_previous"] and keep > 0:
         head = masked_history(store, tenant, values[:, :keep], batch.series_ids, start, step)
         values = np.concatenate([head, values[:, keep:]], axis=1)
     if input_digest(batch.series_ids, start, step, values) != inp["effective_sha256"]:
-        return _result(rec, "inputs changed", [
+        return every("inputs changed", [
             "the stored samples match, but the earlier anomalies masked from the fit (the "
             "tenant's anomalies table) changed since the decision; cannot reproduce"])
     rules = parse_suppressions(inp["suppressions"], "recorded suppressions")
@@ -118,7 +157,7 @@ def _replay_engine(store: Any, tenant: str, rec: dict[str, Any]) -> dict[str, An
     try:
         factory = rebuild_factory(info)
     except ValueError as exc:
-        return _result(rec, "not replayable", [str(exc)])
+        return every("not replayable", [str(exc)])
     cfg = replay_from_json({k: v for k, v in rec["replay"].items() if k != "merge_gap_steps"})
     run = SeriesBatch(batch.series_ids, start, step, values, batch.labels)
     limits = limit_matrix(batch.labels, batch.values) if cfg.forecast_every_steps > 0 else None
@@ -128,26 +167,29 @@ def _replay_engine(store: Any, tenant: str, rec: dict[str, Any]) -> dict[str, An
                     inp["mask_previous"], cfg)
     run_info = rec["run"] or {"id": "", "command": ""}
     spec = LedgerSpec(run_info["id"], run_info["command"])
-    again = partition_entries(spec, window, batch, values, exclude, scores, ex, observer,
-                              factory, rules, only=lambda s: s == rec["subject"])
-    if not again:
-        return _result(rec, "mismatch", [
-            f"the replay made no {rec['kind']} decision {rec['subject']}: the recorded "
-            "outputs are not reproduced", *messages])
-    diffs = []
-    for key in COMPARED:
-        diffs += _diff(rec.get(key), again[0].get(key), key)
-    if diffs:
-        return _result(rec, "mismatch", diffs[:20] + messages)
-    return _result(rec, "match", [
-        f"re-ran {info['name']} {info['version']} on {len(ids)} series over "
-        f"{inp['start_time']}..{inp['end_time']}: inputs, model state and outputs identical "
-        "bit for bit", *messages])
-
-
-def _changed_series(batch: SeriesBatch, rec: dict[str, Any]) -> str:
-    """Names the series whose samples changed when the record's own series can be told."""
-    return ""
+    wanted = {r["subject"] for r in recs}
+    again = {e["subject"]: e for e in partition_entries(
+        spec, window, batch, values, exclude, scores, ex, observer, factory, rules,
+        only=wanted.__contains__)}
+    results = []
+    for r in recs:
+        got = again.get(r["subject"])
+        if got is None:
+            results.append(_result(r, "mismatch", [
+                f"the replay made no {r['kind']} decision {r['subject']}: the recorded "
+                "outputs are not reproduced", *messages]))
+            continue
+        diffs = []
+        for key in COMPARED:
+            diffs += _diff(r.get(key), got.get(key), key)
+        if diffs:
+            results.append(_result(r, "mismatch", diffs[:20] + messages))
+        else:
+            results.append(_result(r, "match", [
+                f"re-ran {info['name']} {info['version']} on {len(ids)} series over "
+                f"{inp['start_time']}..{inp['end_time']}: inputs, model state and outputs "
+                "identical bit for bit", *messages]))
+    return results
 
 
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:
