@@ -11,6 +11,7 @@ from vigil.remote.decode import (
     WriteBatch,
     decode_write_request,
     encode_write_request,
+    warm_up,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "WriteBatch",
     "decode_write_request",
     "encode_write_request",
+    "warm_up",
 ]

@@ -295,3 +295,10 @@ def encode_write_request(
     msg = build_message(labels, np.asarray(series), np.asarray(timestamps), np.asarray(values))
     raw = msg.SerializeToString()
     return snappy.compress(raw) if compress else bytes(raw)
+
+
+def warm_up() -> None:
+    """Compile the numba walker now (seconds on a cold cache) rather than on the first
+    request; call it once at service start."""
+    body = encode_write_request([{"__name__": "vigil_warm_up"}], [0], [0], [0.0])
+    RemoteDecoder().decode(body)
