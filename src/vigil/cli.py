@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vigil.cli_ledger import explain, ledger_app
+from vigil.cli_serve import config_app, serve
 from vigil.timeparse import format_ms, parse_time
 
 app = typer.Typer(
@@ -37,6 +38,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(suppress_app, name="suppress")
 app.add_typer(ledger_app, name="ledger")
 app.command("explain")(explain)
+app.add_typer(config_app, name="config")
+app.command()(serve)
 
 console = Console()
 err = Console(stderr=True)

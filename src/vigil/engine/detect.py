@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +54,17 @@ def detect_store(
     config: BacktestConfig | None = None,
     models_root: Path | None = None,
     fit_every: str | None = None,
+    on_scores: Callable[[pa.Table], None] | None = None,
     ledger: bool = True,
+    complete_only: bool = False,
 ) -> dict[str, Any]:
     """Score the tenant's new columns (see the module doc).
 
     ``models_root``: keep the fitted models there between runs (:mod:`vigil.engine.modelset`)
     and continue them while the series are the same and ``fit_every`` has not elapsed since the
-    last fit, instead of refitting on ``fit_window`` every run."""
+    last fit, instead of refitting on ``fit_window`` every run.  ``on_scores`` sees each
+    partition's scores table (the ``scores`` schema) as it is stored.  ``complete_only``:
+    score only the columns that end at or before ``until`` (a live service)."""
     config = config or BacktestConfig()
     stats = store.stats(tenant)
     if not stats["samples"]:
@@ -75,7 +80,10 @@ def detect_store(
     else:
         begin = first_data + parse_duration(config.warmup)
     end = (until if until is not None else stats["max_timestamp"] + 1)
-    end = end + (-(end - begin)) % step  # whole steps
+    if complete_only:  # only whole columns before ``until`` (later samples may still arrive)
+        end = begin + max(0, (end - begin) // step * step)
+    else:
+        end = end + (-(end - begin)) % step  # whole steps
     if end <= begin:
         return {"scored_from": format_ms(begin), "scored_until": format_ms(begin), "steps": 0,
                 "series": 0, "anomalies": 0, "note": "nothing new to score since the cursor"}
@@ -108,7 +116,10 @@ def detect_store(
             ledger=spec,
         )
         for part in result.scores_parts:  # one partition in memory at a time
-            store.write_table(tenant, "scores", pq.read_table(part))
+            table = pq.read_table(part)
+            store.write_table(tenant, "scores", table)
+            if on_scores is not None:
+                on_scores(table)
     anomalies, forecasts = result.anomalies, result.forecasts
     if spec is not None:
         record_engine(store, tenant, result.decisions)
