@@ -20,6 +20,7 @@ signed checkpoint, and a crash leaves either all of it or nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,6 +53,20 @@ RECORDS_ARROW = pa.schema([("seq", pa.int64()), ("id", pa.string()), ("kind", pa
 CHECKPOINTS_ARROW = pa.schema([("number", pa.int64()), ("first_seq", pa.int64()),
                                ("last_seq", pa.int64()), ("body", pa.string()),
                                ("signature", pa.string())])
+
+
+@functools.cache
+def code_digest() -> str:
+    """SHA-256 over vigil's Python sources and rules (path NUL content, sorted): tells two
+    builds apart even when the package version is the same."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(vigil.__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def record_id(hash_hex: str) -> str:
@@ -99,7 +114,8 @@ def append(store: Any, tenant: str, entries: Sequence[Mapping[str, Any]], *,
                 body = canonical_json({**entry, "schema": RECORD_SCHEMA, "seq": seq,
                                        "prev": prev, "tenant": tenant,
                                        "decided_at": format_ms(when),
-                                       "code_version": vigil.__version__})
+                                       "code_version": vigil.__version__,
+                                       "code_sha256": code_digest()})
                 digest = sha256_hex(body)
                 rows["seq"].append(seq)
                 rows["id"].append(record_id(digest))

@@ -67,6 +67,13 @@ def replay_decision(store: Any, tenant: str, ident: str) -> dict[str, Any]:
 
 
 def _result(rec: dict[str, Any], status: str, messages: list[str]) -> dict[str, Any]:
+    from vigil.ledger.chain import code_digest
+
+    if status == "mismatch" and rec.get("code_sha256") != code_digest():
+        messages = [f"note: this vigil's code (sources digest {code_digest()[:12]}…) is not "
+                    f"the one that made the decision ({str(rec.get('code_sha256'))[:12]}…, "
+                    f"version {rec.get('code_version')}); a changed model or rule explains a "
+                    "mismatch", *messages]
     return {"id": rec["id"], "kind": rec["kind"], "subject": rec["subject"],
             "status": status, "messages": messages}
 
