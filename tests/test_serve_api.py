@@ -253,3 +253,36 @@ def test_a_tick_scores_exposes_and_builds_insights(tmp_path: Path):
         assert (lo <= hi).all()
         assert c.get(f"/api/v1/series/{sid0}/forecast", headers=bearer(B_TOKEN)
                      ).status_code == 404
+
+
+def test_ledger_endpoints_show_and_prove_the_service_decisions(tmp_path: Path):
+    from vigil.ledger.api import verify_inclusion_proof
+    from vigil.ledger.chain import read_records
+
+    now = (START + 3 * 1440 * STEP) / 1000 + 60
+    app = create_app(validate_config(secured(tmp_path, schedule={
+        "warmup": "1d", "fit_window": "2d", "infer_every": "1h", "delay": "1s"})),
+        start_scheduler=False)
+    labels, sid, ts, val = fleet()
+    with TestClient(app) as c:
+        assert write(c, A_TOKEN, encode_write_request(labels, sid, ts, val)).status_code == 204
+        sched = c.app.state.vigil["scheduler"]  # type: ignore[attr-defined]
+        sched.clock = lambda: now
+        sched.checkpoint()
+        sched.run_once()
+        ins = c.get("/api/v1/insights", headers=bearer(A_TOKEN)).json()
+        why = c.get(f"/api/v1/insights/{ins[0]['id']}/explain", headers=bearer(A_TOKEN))
+        assert why.status_code == 200 and why.json()
+        assert c.get(f"/api/v1/insights/{ins[0]['id']}/explain", headers=bearer(B_TOKEN)
+                     ).status_code == 404
+        store = c.app.state.vigil["store"]  # type: ignore[attr-defined]
+        rid = read_records(store, "a", ["id"]).column("id").to_pylist()[0]
+        rec = c.get(f"/api/v1/decisions/{rid}", headers=bearer(A_TOKEN)).json()
+        assert rec["decision"]["id"] == rid and rec["checkpoint"] is not None
+        assert c.get(f"/api/v1/decisions/{rid}", headers=bearer(B_TOKEN)).status_code == 404
+        cps = c.get("/api/v1/ledger/checkpoints", headers=bearer(A_TOKEN)).json()
+        assert cps["checkpoints"]
+        proof = c.get(f"/api/v1/decisions/{rid}/proof", headers=bearer(A_TOKEN)).json()
+        assert verify_inclusion_proof(proof, cps["public_key_pem"])["ok"] is True
+        proof["path"] = proof["path"][::-1] if len(proof["path"]) > 1 else ["00" * 32]
+        assert verify_inclusion_proof(proof, cps["public_key_pem"])["ok"] is False

@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -83,6 +82,9 @@ def create_app(config: ServeConfig, *, store: Any = None, start_scheduler: bool 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from vigil.remote import warm_up
+
+        await run_in_threadpool(warm_up)  # compile the decoder before the first request
         replayed = await run_in_threadpool(scheduler.checkpoint)  # the WAL left by a crash
         if replayed:
             log.info("checkpointed %d samples found in the WAL at start", replayed)
@@ -249,6 +251,47 @@ def create_app(config: ServeConfig, *, store: Any = None, start_scheduler: bool 
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
 
+    def ledger_call(fn: Any, *args: Any) -> dict[str, Any]:
+        try:
+            out: dict[str, Any] = fn(store, *args)
+            return out
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0] if exc.args else exc)) from None
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    @app.get("/api/v1/decisions/{decision_id}", tags=["ledger"])
+    def decision(request: Request, decision_id: str) -> dict[str, Any]:
+        """One decision record of the ledger and the checkpoint that signs it
+        (docs/ledger.md)."""
+        from vigil.ledger import api as ledger
+
+        return ledger_call(ledger.decision, tenant_of(request, "decision"), decision_id)
+
+    @app.get("/api/v1/decisions/{decision_id}/proof", tags=["ledger"])
+    def decision_proof(request: Request, decision_id: str,
+                       checkpoint: int | None = Query(None, ge=0)) -> dict[str, Any]:
+        """Merkle inclusion proof of a decision against a signed checkpoint (by default the
+        one that covers it); verify offline with ``vigil.ledger.api.verify_inclusion_proof``."""
+        from vigil.ledger import api as ledger
+
+        return ledger_call(ledger.inclusion_proof, tenant_of(request, "proof"), decision_id,
+                           checkpoint)
+
+    @app.get("/api/v1/insights/{insight_id}/explain", tags=["ledger"])
+    def explain(request: Request, insight_id: str) -> dict[str, Any]:
+        """Show your work: data window, band, score, thresholds, events and rules."""
+        from vigil.ledger import api as ledger
+
+        return ledger_call(ledger.explain, tenant_of(request, "explain"), insight_id)
+
+    @app.get("/api/v1/ledger/checkpoints", tags=["ledger"])
+    def ledger_checkpoints(request: Request) -> dict[str, Any]:
+        """The tenant's signed checkpoints and the public key that verifies them."""
+        from vigil.ledger import api as ledger
+
+        return ledger_call(ledger.checkpoints, tenant_of(request, "checkpoints"))
+
     @app.get("/metrics", tags=["outputs"], response_class=PlainTextResponse)
     def metrics(request: Request) -> Response:
         """Prometheus exposition: health and, per scored series, score and band (see
@@ -256,5 +299,4 @@ def create_app(config: ServeConfig, *, store: Any = None, start_scheduler: bool 
         tenant = tenant_of(request, "metrics")
         return Response(live.render(tenant), media_type="text/plain; version=0.0.4")
 
-    _ = np  # numpy is imported for the ingest helpers' types
     return app
