@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,71 @@ def test_concurrent_appends_share_fsyncs(tmp_path: Path) -> None:
     assert fsyncs <= 320
     with Wal(tmp_path) as wal:
         assert [r.seq for r in wal.replay()] == list(range(1, 321))
+
+
+def test_checkpoints_racing_concurrent_appends_lose_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a checkpoint closing the segment while other threads' appends were written
+    but not yet fsynced (their fsync waiting on the lock) closed the fd under them.  A slow
+    disk (each fsync takes 2 ms more) widens the window."""
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        time.sleep(0.002)
+        real_fsync(fd)
+
+    monkeypatch.setattr(wal_log.os, "fsync", slow_fsync)
+    unsynced_closes: list[tuple[int, int]] = []
+    real_abandon = Wal._abandon_locked
+
+    def spy(self: Wal) -> None:  # the invariant: a segment is closed only once all is synced
+        while self._syncing:
+            self._cond.wait()
+        if self._fd is not None and self._synced < self._written:
+            unsynced_closes.append((self._synced, self._written))
+        real_abandon(self)
+
+    monkeypatch.setattr(Wal, "_abandon_locked", spy)
+    batches = [make_batch(b, n_series=3, per_series=4) for b in range(6)]
+    appended: list[tuple[str, WriteBatch]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    store = Store(tmp_path / "store")
+    stop = threading.Event()
+
+    def worker(k: int) -> None:
+        try:
+            for i in range(60):
+                b = batches[(k + i) % len(batches)]
+                wal.append("t", b)
+                with lock:
+                    appended.append(("t", b))
+        except BaseException as exc:  # pragma: no cover - the failure being tested
+            errors.append(exc)
+
+    def checkpointer() -> None:
+        try:
+            while not stop.is_set():
+                wal.checkpoint(store)
+        except BaseException as exc:  # pragma: no cover
+            errors.append(exc)
+
+    with Wal(tmp_path / "wal", segment_bytes=4096) as wal:
+        ck = threading.Thread(target=checkpointer)
+        ck.start()
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        ck.join()
+        wal.checkpoint(store)
+    assert errors == []
+    assert unsynced_closes == []
+    assert len(appended) == 360
+    assert set(stored(store, "t")) == set(expected_store(appended, "t"))
 
 
 # -------------------------------------------------------------------- torn tails

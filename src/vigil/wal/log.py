@@ -361,13 +361,21 @@ class Wal:
 
     def _rotate_locked(self) -> _Segment:
         """Close the active segment (synced) and start a new one."""
-        self._drain_locked()
-        self._abandon_locked()
+        self._close_synced_locked()
         return self._active_locked()
 
-    def _drain_locked(self) -> None:
-        """Make everything written so far durable (raises WalUnavailable on failure)."""
-        self._sync_locked(self._written)
+    def _close_synced_locked(self) -> None:
+        """Make every byte written to the active segment durable, then close it.  Appends of
+        other threads may write while an fsync runs with the lock released, so this loops until,
+        holding the lock, nothing written is unsynced and no fsync runs; only then is the fd
+        closed (raises WalUnavailable if an fsync fails)."""
+        while True:
+            self._sync_locked(self._written)
+            while self._syncing:
+                self._cond.wait()
+            if self._synced >= self._written:
+                break
+        self._abandon_locked()
 
     def _sync_locked(self, target: int) -> None:
         """Return once the bytes up to logical offset ``target`` are fsynced (group commit);
@@ -381,7 +389,10 @@ class Wal:
                 self._cond.wait()
                 continue
             fd = self._fd
-            assert fd is not None  # unsynced bytes are always in the open segment
+            if fd is None:  # the segment was abandoned after a failure: these bytes are lost
+                self._failed.append((self._synced, self._written))
+                self._synced = self._written
+                raise WalUnavailable("write-ahead log segment was abandoned after an error; retry")
             self._syncing = True
             upto = self._written
             self._cond.release()
@@ -437,8 +448,7 @@ class Wal:
             result = CheckpointResult()
             with self._cond:
                 if self._fd is not None and self._segments[-1].frames:
-                    self._drain_locked()
-                    self._abandon_locked()
+                    self._close_synced_locked()
                 # the open segment (if any) has no frame: every segment with frames is closed
                 closed = [s for s in self._segments if s.frames]
             while closed:
@@ -526,8 +536,8 @@ class Wal:
                 return
             self._closed = True
             try:
-                if self._fd is not None:
-                    self._drain_locked()
+                if self._fd is not None:  # no append can start once closed
+                    self._sync_locked(self._written)
             finally:
                 self._abandon_locked()
                 os.close(self._lock_fd)
