@@ -24,7 +24,8 @@ import pytest
 from vigil.remote import encode_write_request
 
 pytestmark = pytest.mark.slow
-BINARIES = ("prometheus", "prometheus-node-exporter", "prometheus-alertmanager")
+BINARIES = ("prometheus", "prometheus-node-exporter", "prometheus-alertmanager",
+            "victoria-metrics")
 missing = [b for b in BINARIES if shutil.which(b) is None]
 if missing:  # pragma: no cover - CI installs them
     pytest.skip(f"{missing} not installed: run bash scripts/install.sh --test as root",
@@ -113,7 +114,7 @@ def simulated_fleet(now_s: int) -> tuple[list[dict[str, str]], np.ndarray, np.nd
 
 
 def test_prometheus_to_vigil_to_alertmanager(tmp_path: Path, spawn: Any) -> None:
-    am_port, vigil_port, ne_port, prom_port = (free_port() for _ in range(4))
+    am_port, vigil_port, ne_port, prom_port, vm_port = (free_port() for _ in range(5))
     vigil_url = f"http://127.0.0.1:{vigil_port}"
     (tmp_path / "am.yml").write_text(
         "route: {receiver: 'null', group_wait: 1s, group_interval: 1s}\n"
@@ -134,12 +135,15 @@ readers:
 schedule: {{warmup: 1d, fit_window: 2d, fit_every: 1d, infer_every: 2s, delay: 1s,
            checkpoint_every: 1s}}
 alertmanager: {{url: "http://127.0.0.1:{am_port}", resend_every: 5s}}
+remote_write: {{url: "http://127.0.0.1:{vm_port}/api/v1/write"}}
 """)
+    vm = spawn("victoria-metrics", "victoria-metrics", f"-storageDataPath={tmp_path}/vm-data",
+               f"-httpListenAddr=127.0.0.1:{vm_port}", "-search.latencyOffset=0s")
     vigil = spawn("vigil", sys.executable, "-m", "vigil.cli", "serve", "--config",
                   str(tmp_path / "vigil.yaml"), "--log-level", "info")
     ne = spawn("node-exporter", "prometheus-node-exporter",
                f"--web.listen-address=127.0.0.1:{ne_port}")
-    procs = [am, vigil, ne]
+    procs = [am, vigil, ne, vm]
     wait_for("vigil /healthz", lambda: httpx.get(f"{vigil_url}/healthz").status_code == 200,
              60, procs)
     wait_for("alertmanager", lambda: httpx.get(
@@ -225,7 +229,18 @@ remote_write:
                      params={"query": 'vigil_yhat_upper{service="search"}'}).json()
     assert len(band["data"]["result"]) == 10
 
-    # 4. pull mode: the reader queries Prometheus' query_range into tenant 'pulled'
+    # 4. the same scores remote-written to a long-term store (VictoriaMetrics), every step
+    def in_vm() -> list[Any]:
+        res = httpx.get(f"http://127.0.0.1:{vm_port}/api/v1/query", params={
+            "query": 'count_over_time(vigil_anomaly_score{service="checkout"}[3h])'})
+        return res.json()["data"]["result"]
+
+    httpx.get(f"http://127.0.0.1:{vm_port}/internal/force_flush")
+    vm_result = wait_for("vigil scores in victoria-metrics", in_vm, 60, procs)
+    assert len(vm_result) == 10
+    assert min(float(r["value"][1]) for r in vm_result) >= 90  # at least the incident's steps
+
+    # 5. pull mode: the reader queries Prometheus' query_range into tenant 'pulled'
     from vigil.store import Store
 
     store = Store(tmp_path / "store")
@@ -238,7 +253,7 @@ remote_write:
 
     wait_for("node_load1 pulled from prometheus", pulled, 60, procs)
 
-    # 5. graceful shutdown flushes the WAL into the store (read before any WAL replay); uvicorn
+    # 6. graceful shutdown flushes the WAL into the store (read before any WAL replay); uvicorn
     # re-raises SIGTERM once it has shut down, so the exit status is that signal's
     vigil.send_signal(signal.SIGTERM)
     assert vigil.wait(60) in (0, -signal.SIGTERM), _tail(vigil)

@@ -31,6 +31,7 @@ from vigil.serve.alertmanager import AlertmanagerSink
 from vigil.serve.config import ServeConfig
 from vigil.serve.exposition import LiveMetrics
 from vigil.serve.pull import PullError, Reader
+from vigil.serve.remote_out import RemoteWriter
 
 log = logging.getLogger("vigil.serve.scheduler")
 
@@ -42,6 +43,7 @@ class Scheduler:
         self.config, self.store, self.wal, self.live, self.sink = config, store, wal, live, sink
         self.clock = clock
         self.readers = [Reader(r) for r in config.readers]
+        self.writer = RemoteWriter(config.remote_write) if config.remote_write else None
         sched = config.schedule
         self.infer_every = parse_duration(sched.infer_every) / 1000
         self.checkpoint_every = parse_duration(sched.checkpoint_every) / 1000
@@ -76,6 +78,8 @@ class Scheduler:
             r.close()
         if self.sink:
             self.sink.close()
+        if self.writer:
+            self.writer.close()
 
     def _checkpoint_loop(self) -> None:
         while not self._stop.wait(self.checkpoint_every):
@@ -112,6 +116,11 @@ class Scheduler:
             self.ticks += 1
             return out
 
+    def _outputs(self, tenant: str, table: Any) -> None:
+        self.live.scores(tenant, table)
+        if self.writer is not None:
+            self.writer.push(tenant, table)
+
     def score_tenant(self, tenant: str) -> dict[str, Any]:
         stats = self.store.stats(tenant) if tenant in self.store.tenants() else {"samples": 0}
         if not stats["samples"]:
@@ -122,7 +131,7 @@ class Scheduler:
             result = detect_store(
                 self.store, tenant, default_factory(), until=until, config=self.backtest,
                 models_root=self.models_root, fit_every=self.config.schedule.fit_every,
-                on_scores=lambda table: self.live.scores(tenant, table), complete_only=True)
+                on_scores=lambda table: self._outputs(tenant, table), complete_only=True)
         except ValueError as exc:  # not enough history yet: warming up
             return {"note": str(exc)}
         insights = load_insights(self.store, tenant)
