@@ -5,6 +5,7 @@ validation, auth and tenant isolation, every ingest endpoint's 4xx with a reason
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from pathlib import Path
 
@@ -215,7 +216,10 @@ def test_import_endpoint(client: TestClient, tmp_path: Path):
 
 
 # -- scoring and outputs ----------------------------------------------------------------------
-def test_a_tick_scores_exposes_and_builds_insights(tmp_path: Path):
+@contextlib.contextmanager
+def ticked(tmp_path: Path):
+    """A service holding tenant a's fleet (written over remote-write) after one scoring tick
+    a minute after its last sample; yields the client and that tick's result."""
     now = (START + 3 * 1440 * STEP) / 1000 + 60
     app = create_app(validate_config(secured(tmp_path, schedule={
         "warmup": "1d", "fit_window": "2d", "infer_every": "1h", "delay": "1s"})),
@@ -226,7 +230,12 @@ def test_a_tick_scores_exposes_and_builds_insights(tmp_path: Path):
         sched = c.app.state.vigil["scheduler"]  # type: ignore[attr-defined]
         sched.clock = lambda: now
         sched.checkpoint()
-        first = sched.run_once()["a"]
+        yield c, sched.run_once()["a"]
+
+
+def test_a_tick_scores_exposes_and_builds_insights(tmp_path: Path):
+    with ticked(tmp_path) as (c, first):
+        sched = c.app.state.vigil["scheduler"]  # type: ignore[attr-defined]
         assert first["refit"] is True and first["steps"] == 2 * 1440
         again = sched.run_once()["a"]
         assert again["steps"] == 0  # nothing new
@@ -259,17 +268,7 @@ def test_ledger_endpoints_show_and_prove_the_service_decisions(tmp_path: Path):
     from vigil.ledger.api import verify_inclusion_proof
     from vigil.ledger.chain import read_records
 
-    now = (START + 3 * 1440 * STEP) / 1000 + 60
-    app = create_app(validate_config(secured(tmp_path, schedule={
-        "warmup": "1d", "fit_window": "2d", "infer_every": "1h", "delay": "1s"})),
-        start_scheduler=False)
-    labels, sid, ts, val = fleet()
-    with TestClient(app) as c:
-        assert write(c, A_TOKEN, encode_write_request(labels, sid, ts, val)).status_code == 204
-        sched = c.app.state.vigil["scheduler"]  # type: ignore[attr-defined]
-        sched.clock = lambda: now
-        sched.checkpoint()
-        sched.run_once()
+    with ticked(tmp_path) as (c, _):
         ins = c.get("/api/v1/insights", headers=bearer(A_TOKEN)).json()
         why = c.get(f"/api/v1/insights/{ins[0]['id']}/explain", headers=bearer(A_TOKEN))
         assert why.status_code == 200 and why.json()
