@@ -62,3 +62,83 @@ def test_leak_inside_the_window_crosses_on_time() -> None:
     predicted_col = rec.p50[0] / STEP
     assert abs(predicted_col - true_cross) / (true_cross - col) < 0.2
     assert rec.lo[0] <= rec.p50[0] <= rec.hi[0]
+
+
+DAY = 288  # 5-minute steps
+
+
+def _daily_leak(n: int, onset: int, slope: float, phase: float = 0.0, seed: int = 4,
+                amp: float = 40.0) -> np.ndarray:
+    """A working set that follows a daily load curve, leaking ``slope`` per step after
+    ``onset``: the line through a few hours of it is biased by the time of day."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n, dtype=float)
+    daily = amp * np.sin(2 * np.pi * (t / DAY + phase))
+    return 400 + daily + np.maximum(0, t - onset) * slope + rng.normal(0, 2, n)
+
+
+def test_seasonal_drift_sees_the_slope_through_the_day() -> None:
+    from vigil.models.trend import seasonal_drift
+
+    onset, slope = 3 * DAY + 40, 0.2
+    values = _daily_leak(3 * DAY + 160, onset, slope)[None, :]
+    hist = values[:, -2 * DAY:]  # one season of references, then the window
+    b, se, sigma, k = seasonal_drift(hist, DAY, min_post=36, every=12)
+    assert abs(b[0] - slope) / slope < 0.05
+    assert abs((values.shape[1] - 2 * DAY + DAY + k[0]) - onset) <= 6
+    assert se[0] > 0 and sigma[0] > 0
+
+
+def test_crossing_time_of_a_leak_that_follows_the_day() -> None:
+    limit = np.array([1000.0])
+    onset, slope = 3 * DAY, 1.0  # crosses ~600 steps (50 h) after the onset
+    values = _daily_leak(6 * DAY, onset, slope, phase=0.3)[None, :]
+    truth = onset + np.argmax(values[0, onset:] >= limit[0])
+    plain = RunwayConfig.for_step(STEP, horizon_steps=2 * DAY, window_steps=DAY)
+    plain = RunwayConfig(**{**plain.__dict__, "season_steps": 0})
+    seasonal = RunwayConfig.for_step(STEP, horizon_steps=2 * DAY, window_steps=DAY)
+    err_plain, err_seasonal = [], []
+    for col in range(onset + 108, int(truth) - 36, 12):
+        for cfg, errs in ((plain, err_plain), (seasonal, err_seasonal)):
+            rec = exhaustion_at(_batch(values), limit, first_seen(values), col, cfg)
+            if np.isfinite(rec.p50[0]):
+                errs.append(abs(rec.p50[0] / STEP - truth) / (truth - col))
+    assert len(err_seasonal) > 10
+    assert np.median(err_seasonal) < 0.1
+    assert np.median(err_seasonal) < np.median(err_plain)
+
+
+def test_a_young_replica_borrows_its_peers_season() -> None:
+    n = 5 * DAY
+    onset, slope = 4 * DAY - 60, 0.4
+    rows = [_daily_leak(n, onset, slope * f, seed=s) for s, f in ((5, 1.0), (6, 0.95),
+                                                                  (7, 1.05), (8, 1.0))]
+    values = np.vstack(rows)
+    values[3, : onset - 100] = np.nan  # a pod that started ~8 h before the leak
+    labels = [{"__name__": "mem", "service": "api", "pod": f"p{i}"} for i in range(4)]
+    batch = SeriesBatch(np.arange(4, dtype=np.int64), 0, STEP, values, labels)
+    limit = np.full(4, 560.0)
+    col = onset + 108  # 9 h into the leak: the young pod has no day of its own
+    truth = onset + np.argmax(values[3, onset:] >= 560.0)
+    cfg = RunwayConfig.for_step(STEP, horizon_steps=2 * DAY, window_steps=DAY)
+    off = RunwayConfig(**{**cfg.__dict__, "peer_fill": False})
+    with_peers = exhaustion_at(batch, limit, first_seen(values), col, cfg)
+    alone = exhaustion_at(batch, limit, first_seen(values), col, off)
+    i = int(np.flatnonzero(with_peers.row == 3)[0])
+    err = abs(with_peers.p50[i] / STEP - truth) / (truth - col)
+    err_alone = abs(alone.p50[i] / STEP - truth) / (truth - col)
+    assert err < 0.2
+    assert err < err_alone
+
+
+def test_trailing_max_is_the_envelope() -> None:
+    from vigil.models.trend import trailing_max
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(2, 60))
+    y[0, 10:14] = np.nan  # a gap shorter than every width tried
+    for width in (5, 16, 17):
+        got = trailing_max(y, width)
+        want = np.array([[np.nanmax(r[max(0, t - width + 1):t + 1]) for t in range(60)]
+                         for r in y])
+        np.testing.assert_allclose(got, want)

@@ -17,19 +17,31 @@ see docs/models.md):
    (:func:`~vigil.models.trend.hinge_start`), since a line through the flat hours before a leak
    underestimates its slope; its probability also has to agree.
 
-The probability reported is the smallest of those that must agree, the crossing times are the
-onset line's.  Everything is vectorised over the limited rows.
+4. **Through the day**: where a row has a day (``season_steps``) of history before its window,
+   the crossing *times* come from the seasonal naive forecast with drift of
+   :func:`~vigil.models.trend.seasonal_drift_paths` (yesterday's value at the same time plus
+   the drift since, the drift fitted on day-over-day differences, both on the
+   ``envelope_steps`` trailing maximum): a line through the first hours of a leak whose
+   apparent rate follows the day runs early by day and late by night.  A row too young for
+   that day borrows the part before its first value from its replicas
+   (:func:`_fill_from_peers`); otherwise the onset line's times stay.
+
+The probability reported is the smallest of those that must agree (rule 4's too, so that a
+row at risk always has the crossing time reported).  Everything is vectorised over the limited rows
+(the replica fill loops over the few peer groups that hold a young row).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from vigil.batch import SeriesBatch
-from vigil.models.exhaustion import Exhaustion, time_to_exhaustion
-from vigil.models.trend import LocalTrend, hinge_start
+from vigil.models.exhaustion import Exhaustion, crossing_from_quantiles, time_to_exhaustion
+from vigil.models.peer import DEFAULT_GROUP_BY, peer_groups
+from vigil.models.trend import LocalTrend, hinge_start, seasonal_drift, seasonal_drift_paths
 
 # 5%..95% every 5%: enough to read p10/p50/p90 crossing times and the probability
 EXHAUSTION_QUANTILES = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -46,6 +58,10 @@ class RunwayConfig:
     short_steps: int = 72
     hinge_min_post: int = 96
     hinge_every: int = 12
+    season_steps: int = 288
+    season_min_post: int = 36
+    envelope_steps: int = 16
+    peer_fill: bool = True
 
     @classmethod
     def for_step(cls, step_ms: int, horizon_steps: int, window_steps: int) -> RunwayConfig:
@@ -58,7 +74,8 @@ class RunwayConfig:
 
         return cls(horizon_steps=horizon_steps, window_steps=window_steps,
                    startup_steps=steps(3), min_age_steps=steps(6), short_steps=steps(6),
-                   hinge_min_post=steps(8), hinge_every=steps(1))
+                   hinge_min_post=steps(8), hinge_every=steps(1), season_steps=steps(24),
+                   season_min_post=steps(3), envelope_steps=steps(80 / 60))
 
     def __post_init__(self) -> None:
         for name in ("horizon_steps", "window_steps", "short_steps", "hinge_min_post",
@@ -110,6 +127,70 @@ def _crossing(window: np.ndarray, limit: np.ndarray, horizon: int) -> Exhaustion
     return time_to_exhaustion(trend, limit, horizon, quantiles=EXHAUSTION_QUANTILES)
 
 
+def _seasonal_crossing(batch: SeriesBatch, rows: np.ndarray, usable: np.ndarray, col: int,
+                       lim: np.ndarray, cfg: RunwayConfig) -> tuple[Exhaustion, np.ndarray]:
+    season = cfg.season_steps
+    first = col - cfg.window_steps - season
+    hist = np.full((len(rows), cfg.window_steps + season), np.nan)
+    hist[:, max(0, -first):] = batch.values[rows, max(first, 0):col]
+    cols = np.arange(first, col)
+    hist[cols[None, :] < usable[rows, None]] = np.nan
+    if cfg.peer_fill:
+        hist = _fill_from_peers(hist, [batch.labels[r] for r in rows] if batch.labels else [],
+                                cfg)
+    paths = seasonal_drift_paths(hist, season, cfg.horizon_steps, EXHAUSTION_QUANTILES,
+                                 cfg.season_min_post, cfg.hinge_every,
+                                 envelope=cfg.envelope_steps)
+    ok = np.isfinite(paths).all(axis=(1, 2))
+    return crossing_from_quantiles(np.where(ok[:, None, None], paths, 0.0),
+                                   EXHAUSTION_QUANTILES, lim), ok
+
+
+def _fill_from_peers(hist: np.ndarray, labels: list, cfg: RunwayConfig) -> np.ndarray:
+    """Rows too young for a season of their own history get the part before their first
+    observed value from their replicas (same metric and group labels, see
+    :data:`vigil.models.peer.DEFAULT_GROUP_BY`): the median of the established replicas'
+    values with their own drift removed, shifted to the young row's level over its first
+    ``startup_steps`` observed columns.  A young pod then compares with what its replicas
+    did one season back."""
+    season = cfg.season_steps
+    if not labels or len(labels) != hist.shape[0]:
+        return hist
+    seen = np.isfinite(hist)
+    own = (seen[:, season:] & seen[:, :-season]).sum(axis=1)
+    young = (own < cfg.min_age_steps) & (seen.sum(axis=1) >= cfg.min_age_steps)
+    established = own >= season // 2
+    if not young.any() or not established.any():
+        return hist
+    groups = peer_groups(labels, DEFAULT_GROUP_BY)
+    wanted = np.isin(groups, groups[young]) & established
+    if not wanted.any():
+        return hist
+    slope, _, _, onset = seasonal_drift(hist[wanted], season, cfg.season_min_post,
+                                        cfg.hinge_every)
+    x = np.arange(hist.shape[1], dtype=float)
+    flat = hist[wanted] - np.where(np.isfinite(slope), slope, 0.0)[:, None] * np.maximum(
+        0.0, x[None, :] - (season + onset)[:, None])
+    out = hist.copy()
+    peers_of = groups[wanted]
+    for g in np.unique(groups[young]):
+        mine = peers_of == g
+        if mine.sum() < 2:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # columns no replica observed
+            base = np.nanmedian(flat[mine], axis=0)
+        for i in np.flatnonzero(young & (groups == g)):
+            obs = np.flatnonzero(seen[i])
+            head = obs[:cfg.startup_steps]
+            shift = np.nanmedian(hist[i, head] - base[head])
+            if not np.isfinite(shift):
+                continue
+            before = x < obs[0]
+            out[i, before] = base[before] + shift
+    return out
+
+
 def exhaustion_at(batch: SeriesBatch, limit: np.ndarray, born: np.ndarray, col: int,
                   cfg: RunwayConfig) -> ExhaustionRecords:
     """Exhaustion forecasts of the rows with a limit at ``col`` (columns ``< col`` only).
@@ -136,12 +217,23 @@ def exhaustion_at(batch: SeriesBatch, limit: np.ndarray, born: np.ndarray, col: 
     since = window.copy()
     since[np.arange(window.shape[1])[None, :] < onset[:, None]] = np.nan
     drift = _crossing(since, lim, cfg.horizon_steps)
-    ms = drift.to_ms(batch.start + col * batch.step, batch.step)
+    times = drift
+    probability = np.minimum(agreed, drift.probability)
+    if cfg.season_steps > 0:
+        seasonal, have = _seasonal_crossing(batch, rows, usable, col, lim, cfg)
+        times = Exhaustion(drift.probability,
+                           np.where(have, seasonal.median, drift.median),
+                           np.where(have, seasonal.early, drift.early),
+                           np.where(have, seasonal.late, drift.late), drift.direction)
+        # it must agree too: a row at risk always carries the crossing time reported
+        probability = np.where(have, np.minimum(probability, seasonal.probability),
+                               probability)
+    ms = times.to_ms(batch.start + col * batch.step, batch.step)
     return ExhaustionRecords(
         col=np.full(len(rows), col, dtype=np.int64),
         row=rows,
         limit=lim,
-        probability=np.minimum(agreed, drift.probability),
+        probability=probability,
         p50=ms["median"],
         lo=ms["early"],
         hi=ms["late"],

@@ -17,6 +17,11 @@ Rows with fewer than ``min_points`` observations forecast NaN.
 ``min_post`` columns after it); the window cut at that hinge is what ``LocalTrend`` should fit
 when a leak started inside the window (a straight line through the flat part before it
 underestimates the slope, so the crossing comes late).
+
+:func:`seasonal_drift` measures a drift on day-over-day differences (a daily pattern cancels)
+and :func:`seasonal_drift_paths` turns it into quantile paths "same time one season back plus
+the drift since", on the :func:`trailing_max` envelope; the crossing times of
+:mod:`vigil.engine.runway` come from them when a series has a season of history.
 """
 
 from __future__ import annotations
@@ -117,3 +122,130 @@ def hinge_start(values: np.ndarray, min_post: int, every: int) -> np.ndarray:
         best = np.where(better, sse, best)
         best_k = np.where(better, k, best_k)
     return best_k
+
+
+def seasonal_drift(values: np.ndarray, season: int, min_post: int, every: int,
+                   min_points: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, a drift measured on the differences over one season (``y[t] - y[t - season]``).
+
+    ``values`` [n, season + W]: the last ``W`` columns are the window, the ``season`` before it
+    their references.  A daily pattern (traffic, log rotation, a working set that follows load)
+    cancels in the differences, so what is left of a drift that began at column ``k`` of the
+    window is ``b * clip(x - k, 0, season)``: zero before it, a ramp while the reference is
+    still from before it, flat once both are inside it.  The onset ``k`` is searched every
+    ``every`` columns from ``-season`` (a drift older than the whole window) to ``W - min_post``
+    by least squares without intercept (no drift, no difference).
+
+    Returns ``slope`` (per column), its standard error, the residual standard deviation of one
+    value (the differences' over ``sqrt 2``) and the onset (column of the window); NaN / 0 for
+    rows with fewer than ``min_points`` differences.
+    """
+    y = np.asarray(values, dtype=np.float64)
+    n, total = y.shape
+    w = total - season
+    if season < 1 or w < 1:
+        raise ValueError(f"values has {total} columns: expected more than season={season}")
+    d = y[:, season:] - y[:, :w]
+    seen = np.isfinite(d)
+    dz = np.where(seen, d, 0.0)
+    cnt = seen.sum(axis=1)
+    x = np.arange(w, dtype=float)
+    best = np.full(n, np.inf)
+    slope = np.full(n, np.nan)
+    szz_best = np.full(n, np.nan)
+    onset = np.zeros(n, dtype=np.int64)
+    for k in range(-season, max(w - min_post, -season) + 1, max(every, 1)):
+        z = np.where(seen, np.clip(x - k, 0.0, float(season)), 0.0)
+        szz = (z * z).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            b = (z * dz).sum(axis=1) / szz
+            resid = np.where(seen, dz - b[:, None] * z, 0.0)
+            sse = (resid * resid).sum(axis=1)
+        better = np.isfinite(sse) & (szz > 0) & (sse < best)
+        best = np.where(better, sse, best)
+        slope = np.where(better, b, slope)
+        szz_best = np.where(better, szz, szz_best)
+        onset = np.where(better, k, onset)
+    # refine the onset to the column around the best candidate
+    coarse = onset.copy()
+    for off in range(-max(every, 1) + 1, max(every, 1)):
+        near = np.clip(coarse + off, -season, max(w - min_post, -season))
+        z = np.where(seen, np.clip(x[None, :] - near[:, None], 0.0, float(season)), 0.0)
+        szz = (z * z).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            b = (z * dz).sum(axis=1) / szz
+            resid = np.where(seen, dz - b[:, None] * z, 0.0)
+            sse = (resid * resid).sum(axis=1)
+        better = np.isfinite(sse) & (szz > 0) & (sse < best)
+        best = np.where(better, sse, best)
+        slope = np.where(better, b, slope)
+        szz_best = np.where(better, szz, szz_best)
+        onset = np.where(better, near, onset)
+    ok = (cnt >= min_points) & np.isfinite(best)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sigma_d = np.sqrt(best / np.maximum(cnt - 1, 1))
+        slope_se = sigma_d / np.sqrt(szz_best)
+    return (np.where(ok, slope, np.nan), np.where(ok, slope_se, np.nan),
+            np.where(ok, sigma_d / np.sqrt(2.0), np.nan), np.where(ok, onset, 0))
+
+
+def seasonal_drift_paths(values: np.ndarray, season: int, horizon: int,
+                         quantiles: Sequence[float], min_post: int, every: int,
+                         min_points: int = 12, envelope: int = 1) -> np.ndarray:
+    """Quantile paths ``[n, horizon, Q]`` of "the same moment one season back, plus the drift
+    since" (seasonal naive with drift, the drift from :func:`seasonal_drift`).
+
+    Step ``h`` ahead (column ``total - 1 + h`` of ``values``) starts from the last season's
+    value at the same phase (gaps filled from the nearest observed neighbour) and adds
+    ``slope`` times the columns since that reference or since the onset, whichever is later;
+    the spread is ``sqrt(sigma^2 + (slope_se * drift columns)^2)``.  Rows whose last season
+    is more than half empty forecast NaN."""
+    y = trailing_max(np.asarray(values, dtype=np.float64), envelope)
+    total = y.shape[1]
+    slope, slope_se, sigma, onset = seasonal_drift(y, season, min_post, every, min_points)
+    ref = _fill_gaps(y[:, -season:])
+    enough = np.isfinite(y[:, -season:]).sum(axis=1) * 2 >= season
+    h = np.arange(1, horizon + 1)
+    phase = (h - 1) % season  # position in the last season
+    ref_col = total - season + phase  # absolute column of the reference
+    target = total - 1 + h
+    start = np.maximum(ref_col[None, :], (season + onset)[:, None])
+    steps = np.maximum(target[None, :] - start, 0).astype(float)
+    mean = ref[:, phase] + slope[:, None] * steps
+    spread = np.sqrt(sigma[:, None] ** 2 + (slope_se[:, None] * steps) ** 2)
+    z = np.array([NormalDist().inv_cdf(q) for q in quantiles])
+    paths = mean[:, :, None] + spread[:, :, None] * z
+    paths[~enough] = np.nan
+    return paths
+
+
+def _fill_gaps(values: np.ndarray) -> np.ndarray:
+    """NaN cells replaced by the previous observed value of the row (the next one before the
+    first); rows without any value stay NaN."""
+    n, t = values.shape
+    seen = np.isfinite(values)
+    idx = np.where(seen, np.arange(t), 0)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    first = np.argmax(seen, axis=1)
+    idx = np.where(np.maximum.accumulate(seen, axis=1), idx, first[:, None])
+    return values[np.arange(n)[:, None], idx]
+
+
+def trailing_max(values: np.ndarray, width: int) -> np.ndarray:
+    """Per row, the largest observed value over the last ``width`` columns (NaN ignored, NaN
+    where none; the first columns see what there is): the upper envelope of a sawtooth."""
+    y = np.asarray(values, dtype=np.float64)
+    if width <= 1:
+        return y.copy()
+    out = y.copy()
+    span = 1
+    while span * 2 <= width:  # out: max over the last ``span`` columns, doubled each pass
+        shifted = np.full_like(out, np.nan)
+        shifted[:, span:] = out[:, :-span]
+        out = np.fmax(out, shifted)
+        span *= 2
+    if span < width:  # two overlapping windows of ``span`` cover exactly ``width``
+        shifted = np.full_like(out, np.nan)
+        shifted[:, width - span:] = out[:, :span - width] if span < width else out
+        out = np.fmax(out, shifted)
+    return out
