@@ -52,3 +52,16 @@ def test_an_insight_without_series_data_still_gets_a_chart():
     res = run_pipeline(burst("cart", 300, 400), config=InsightConfig(step_ms=STEP), now=t(900))
     html = render_report(res.insights, TableSource(_scores_table([12345])), [])
     assert html.count('<svg class="chart"') == 4  # up to four members, each drawn empty
+
+
+def test_a_forecast_without_crossing_times_still_draws():
+    """A proactive forecast may carry no crossing time (p50/lo/hi None): the chart shows the
+    limit and no cone instead of failing."""
+    import numpy as np
+
+    from vigil.report.svg import ChartData, Cone, chart_svg
+
+    t = np.arange(10) * 300_000
+    svg = chart_svg(ChartData("mem", t, np.linspace(1, 5, 10),
+                              cone=Cone(int(t[-1]), 5.0, 8.0, None, None, None)))
+    assert 'class="limit"' in svg and 'class="cone"' not in svg

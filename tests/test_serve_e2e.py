@@ -145,7 +145,7 @@ remote_write: {{url: "http://127.0.0.1:{vm_port}/api/v1/write"}}
                f"--web.listen-address=127.0.0.1:{ne_port}")
     procs = [am, vigil, ne, vm]
     wait_for("vigil /healthz", lambda: httpx.get(f"{vigil_url}/healthz").status_code == 200,
-             60, procs)
+             120, procs)
     wait_for("alertmanager", lambda: httpx.get(
         f"http://127.0.0.1:{am_port}/api/v2/status").status_code == 200, 30, procs)
 
@@ -220,7 +220,7 @@ remote_write:
         res = httpx.get(f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": q})
         return res.json()["data"]["result"]
 
-    result = wait_for("vigil_anomaly_score in prometheus", scraped, 60, procs)
+    result = wait_for("vigil_anomaly_score in prometheus", scraped, 120, procs)
     assert {r["metric"]["for"] for r in result} == {"http_request_duration_p99_seconds"}
     assert len(result) == 10
     by_pod = {r["metric"]["pod"]: float(r["value"][1]) for r in result}
@@ -236,7 +236,7 @@ remote_write:
         return res.json()["data"]["result"]
 
     httpx.get(f"http://127.0.0.1:{vm_port}/internal/force_flush")
-    vm_result = wait_for("vigil scores in victoria-metrics", in_vm, 60, procs)
+    vm_result = wait_for("vigil scores in victoria-metrics", in_vm, 120, procs)
     assert len(vm_result) == 10
     assert min(float(r["value"][1]) for r in vm_result) >= 90  # at least the incident's steps
 
@@ -251,7 +251,7 @@ remote_write:
         names = store.catalog("pulled").column("labels").to_pylist()
         return any('"__name__":"node_load1"' in x for x in names)
 
-    wait_for("node_load1 pulled from prometheus", pulled, 60, procs)
+    wait_for("node_load1 pulled from prometheus", pulled, 120, procs)
 
     # 6. graceful shutdown flushes the WAL into the store (read before any WAL replay); uvicorn
     # re-raises SIGTERM once it has shut down, so the exit status is that signal's

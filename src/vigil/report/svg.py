@@ -92,7 +92,7 @@ def chart_svg(c: ChartData) -> str:
     if lower is not None and upper is not None:
         ys += [lower, upper]
     if c.cone is not None:
-        t1 = max(t1, *(x for x in (c.cone.p50, c.cone.hi, c.cone.lo) if x is not None))
+        t1 = max([t1, *(x for x in (c.cone.p50, c.cone.hi, c.cone.lo) if x is not None)])
         ys.append(np.array([c.cone.limit, c.cone.value]))
     finite = np.concatenate([y[np.isfinite(y)] for y in ys]) if ys else np.empty(0)
     y0, y1 = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
