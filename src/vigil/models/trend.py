@@ -154,22 +154,9 @@ def seasonal_drift(values: np.ndarray, season: int, min_post: int, every: int,
     slope = np.full(n, np.nan)
     szz_best = np.full(n, np.nan)
     onset = np.zeros(n, dtype=np.int64)
-    for k in range(-season, max(w - min_post, -season) + 1, max(every, 1)):
-        z = np.where(seen, np.clip(x - k, 0.0, float(season)), 0.0)
-        szz = (z * z).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            b = (z * dz).sum(axis=1) / szz
-            resid = np.where(seen, dz - b[:, None] * z, 0.0)
-            sse = (resid * resid).sum(axis=1)
-        better = np.isfinite(sse) & (szz > 0) & (sse < best)
-        best = np.where(better, sse, best)
-        slope = np.where(better, b, slope)
-        szz_best = np.where(better, szz, szz_best)
-        onset = np.where(better, k, onset)
-    # refine the onset to the column around the best candidate
-    coarse = onset.copy()
-    for off in range(-max(every, 1) + 1, max(every, 1)):
-        near = np.clip(coarse + off, -season, max(w - min_post, -season))
+    def try_onsets(near: np.ndarray) -> None:
+        """Fit the hinge from each row's candidate onset ``near``; keep it where it fits best."""
+        nonlocal best, slope, szz_best, onset
         z = np.where(seen, np.clip(x[None, :] - near[:, None], 0.0, float(season)), 0.0)
         szz = (z * z).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -181,6 +168,13 @@ def seasonal_drift(values: np.ndarray, season: int, min_post: int, every: int,
         slope = np.where(better, b, slope)
         szz_best = np.where(better, szz, szz_best)
         onset = np.where(better, near, onset)
+
+    last = max(w - min_post, -season)
+    for k in range(-season, last + 1, max(every, 1)):  # coarse candidates, every few columns
+        try_onsets(np.full(n, k, dtype=np.int64))
+    coarse = onset.copy()  # then every column around each row's best one
+    for off in range(-max(every, 1) + 1, max(every, 1)):
+        try_onsets(np.clip(coarse + off, -season, last))
     ok = (cnt >= min_points) & np.isfinite(best)
     with np.errstate(invalid="ignore", divide="ignore"):
         sigma_d = np.sqrt(best / np.maximum(cnt - 1, 1))
