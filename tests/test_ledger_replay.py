@@ -87,3 +87,33 @@ def test_replay_says_when_the_input_data_was_altered(store: Store, tmp_path: Pat
     assert res["status"] == "inputs changed"
     assert "the input data changed" in res["messages"][0]
     assert "altered or added after the decision" in res["messages"][0]
+
+
+@pytest.mark.slow
+def test_decisions_of_continued_models_replay_too(tmp_path: Path) -> None:
+    """`vigil serve` continues kept models tick after tick; each decision records where its
+    model was fitted, and replay refits there and continues it to the decision bit for bit."""
+    from vigil.engine.detect import detect_store
+
+    simulate_fleet(tmp_path / "fleet", sites=1, services=2, pods=3, days=4, seed=5)
+    st = Store(tmp_path / "store")
+    ingest_files(st, "t", sorted((tmp_path / "fleet" / "samples").glob("*")))
+    stats = st.stats("t")
+    first = stats["min_timestamp"] - stats["min_timestamp"] % 300_000
+    cfg = BacktestConfig(warmup="1d", refit_every="7d", fit_window="3d", partitions=3,
+                         workers=1)
+    runs = [detect_store(st, "t", default_factory(), config=cfg, models_root=tmp_path / "m",
+                         fit_every="7d", until=first + hours * 3_600_000)
+            for hours in (30, 54, 78, 96)]
+    # the first run fits; the next continue (a pod that stopped reporting changes its
+    # partition's rows, which makes that partition, and the run after, fit again)
+    assert runs[0]["refit"] and not runs[1]["refit"]
+    rows = chain.read_records(st, "t", ["id", "body"]).to_pylist()
+    continued = {r["id"] for r in rows if json.loads(r["body"])["kind"] in
+                 ("anomaly", "exhaustion")
+                 and json.loads(r["body"])["input"].get("continued_model")}
+    assert len(continued) > 5
+    results = [r for r in replay_many(st, "t") if r["id"] in continued]
+    statuses = Counter(r["status"] for r in results)
+    assert statuses == {"match": len(continued)}, [r for r in results
+                                                   if r["status"] != "match"][:2]

@@ -14,6 +14,7 @@ the cursor; nothing is scored twice.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from collections.abc import Callable
@@ -33,6 +34,11 @@ from vigil.insights.persist import read_suppressions
 from vigil.timeparse import format_ms
 
 CURSOR = "detect_cursor"
+EXHAUSTION_SCHEMA = pa.schema([
+    ("series_id", pa.int64()), ("labels", pa.string()), ("evaluated_at", pa.int64()),
+    ("limit", pa.float64()), ("probability", pa.float64()), ("crossing_p50", pa.int64()),
+    ("crossing_lo", pa.int64()), ("crossing_hi", pa.int64()),
+])
 DAY_MS = 86_400_000
 
 
@@ -93,14 +99,16 @@ def detect_store(
              and (fit_every is None or begin - prev.fitted_at < parse_duration(fit_every)))
     # a continued model needs only the history the exhaustion forecasts look at
     history = config.trend_window if reuse else config.fit_window
-    fit_start = max(first_data, begin - parse_duration(history))
-    warm = (begin - fit_start) // step
+    warm = (begin - max(first_data, begin - parse_duration(history))) // step
+    fit_start = begin - warm * step  # on the grid of the cursor, whatever the step
     if warm < 1:
         raise ValueError(
             f"no history before {format_ms(begin)} to fit on: use --since at least one step "
             "after the first sample"
         )
-    replay_cfg = BacktestConfig(**{**config.__dict__, "warmup": f"{warm * step // 1000}s"})
+    # the warm-up is exactly the columns before the cursor (a duration in seconds would drop
+    # the milliseconds of a step such as 299,996 ms and start one column early)
+    replay_cfg = dataclasses.replace(replay_config(config, step), warmup_steps=warm)
     from vigil.ledger.record import new_run, record_engine, record_insights
 
     spec = new_run("detect") if ledger else None  # decisions in the tenant's ledger
@@ -108,12 +116,14 @@ def detect_store(
     with tempfile.TemporaryDirectory(prefix="vigil-detect-") as tmp:
         result = replay_store(
             store, tenant, start=fit_start, end=end, step=step,
-            replay=replay_config(replay_cfg, step), factory=factory, parts_dir=Path(tmp),
+            replay=replay_cfg, factory=factory, parts_dir=Path(tmp),
             keep_from=warm, merge_gap_steps=config.merge_gap_steps,
             n_partitions=config.partitions, workers=config.workers, mask_previous=True,
             suppressions=[r for r in read_suppressions(store, tenant) if r.do_not_learn],
             models_in=prev.dir if reuse and prev else None, models_out=out_dir,
             ledger=spec,
+            fit_origin=(prev.fit_start, prev.fitted_at) if reuse and prev and prev.fit_start
+            else None,
         )
         for part in result.scores_parts:  # one partition in memory at a time
             table = pq.read_table(part)
@@ -138,14 +148,16 @@ def detect_store(
             **{k: [f[k] for f in forecasts] for k in
                ("evaluated_at", "limit", "probability", "crossing_p50", "crossing_lo",
                 "crossing_hi")},
-        }))
+        }, schema=EXHAUSTION_SCHEMA))  # typed: a run whose crossings are all None appends too
     store.write_table(tenant, CURSOR, pa.table({"end": [end], "step": [step]}))
     if models_root and out_dir is not None:
         # a partition that could not continue (its series changed) was fitted on the short
         # history: fitted_at 0 makes the next run refit everything on fit_window
         whole = reuse and result.continued == result.partitions
         fitted_at = (prev.fitted_at if whole and prev else 0) if reuse else begin
-        modelset.publish(models_root, tenant, modelset.ModelSet(out_dir, end, fitted_at, digest))
+        origin = (prev.fit_start if whole and prev else 0) if reuse else fit_start
+        modelset.publish(models_root, tenant,
+                         modelset.ModelSet(out_dir, end, fitted_at, digest, origin))
     from vigil.insights import InsightConfig
     from vigil.insights.inputs import values_from_arrays
     from vigil.insights.persist import refresh_insights

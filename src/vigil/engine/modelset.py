@@ -3,8 +3,8 @@
 A *model set* is one directory per scoring run, ``<models>/<tenant>/<end>/part-NNNNN.npz``
 (the partition's final model, :func:`vigil.models.persist.save_model`) beside
 ``part-NNNNN.ids.npy`` (the series ids of its rows, in row order), and a pointer file
-``<models>/<tenant>/current.json`` = ``{"dir", "cursor", "fitted_at", "catalog"}`` written
-atomically *after* the run's results and cursor are committed.  A crash before the pointer
+``<models>/<tenant>/current.json`` = ``{"dir", "cursor", "fitted_at", "catalog", "fit_start"}``
+written atomically *after* the run's results and cursor are committed.  A crash before the pointer
 moves leaves it on the previous set, whose state matches the previous cursor, so a model's
 state always stands exactly at the cursor it is used from.
 
@@ -37,6 +37,7 @@ class ModelSet:
     cursor: int  # the state of every model stands at this column's start (epoch ms)
     fitted_at: int  # first column scored after the last fit (epoch ms)
     catalog: str  # digest of the tenant's series ids when fitted
+    fit_start: int = 0  # first column of the window the models were fitted on (0: unknown)
 
 
 def catalog_digest(series_ids: np.ndarray) -> str:
@@ -57,7 +58,8 @@ def current(models_root: Path, tenant: str) -> ModelSet | None:
     d = tenant_dir(models_root, tenant) / str(meta["dir"])
     if not d.is_dir():
         return None
-    return ModelSet(d, int(meta["cursor"]), int(meta["fitted_at"]), str(meta["catalog"]))
+    return ModelSet(d, int(meta["cursor"]), int(meta["fitted_at"]), str(meta["catalog"]),
+                    int(meta.get("fit_start", 0)))
 
 
 def new_dir(models_root: Path, tenant: str, end: int) -> Path:
@@ -74,7 +76,8 @@ def publish(models_root: Path, tenant: str, models: ModelSet) -> None:
     tmp = base / f".{POINTER}.tmp"
     with open(tmp, "w") as fh:
         json.dump({"dir": models.dir.name, "cursor": models.cursor,
-                   "fitted_at": models.fitted_at, "catalog": models.catalog}, fh)
+                   "fitted_at": models.fitted_at, "catalog": models.catalog,
+                   "fit_start": models.fit_start}, fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, base / POINTER)

@@ -63,6 +63,7 @@ class PartitionJob:
     model_in: str | None = None  # continue this saved model instead of fitting (same series)
     model_out: str | None = None  # save the final model here
     ledger: Any = None  # vigil.ledger.capture.LedgerSpec: also return decision records
+    fit_origin: tuple[int, int] | None = None  # of model_in: (fit window start, fitted_at)
 
 
 @dataclass
@@ -150,7 +151,7 @@ def run_job(job: PartitionJob, factory: ModelFactory) -> PartitionResult:
     Path(job.scores_path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(scores_table(kept, kept_scores), job.scores_path, compression="zstd")
     decisions = [] if observer is None else _decisions(job, batch, values, exclude, scores,
-                                                       ex, observer, factory)
+                                                       ex, observer, factory, model is not None)
     return PartitionResult(batch.n_series, n_steps,
                            anomaly_records(kept, kept_scores, job.merge_gap_steps), forecasts,
                            job.scores_path, model is not None, decisions)
@@ -158,11 +159,12 @@ def run_job(job: PartitionJob, factory: ModelFactory) -> PartitionResult:
 
 def _decisions(job: PartitionJob, batch: SeriesBatch, values: np.ndarray,
                exclude: np.ndarray | None, scores: Scores, ex: Any, observer: Any,
-               factory: ModelFactory) -> list[dict[str, Any]]:
+               factory: ModelFactory, continued: bool) -> list[dict[str, Any]]:
     from vigil.ledger.capture import Window, partition_entries
 
     window = Window(job.tenant, job.start, job.end, job.step, job.keep_from,
-                    job.merge_gap_steps, job.mask_previous, job.replay, job.model_in)
+                    job.merge_gap_steps, job.mask_previous, job.replay,
+                    job.model_in if continued else None, job.fit_origin if continued else None)
     return partition_entries(job.ledger, window, batch, values, exclude, scores, ex, observer,
                              factory, job.suppressions)
 
@@ -187,6 +189,7 @@ def replay_store(
     models_in: Path | None = None,
     models_out: Path | None = None,
     ledger: Any = None,
+    fit_origin: tuple[int, int] | None = None,
 ) -> StreamResult:
     """Replay every series of ``tenant`` over ``[start, end)`` partition by partition.
 
@@ -203,7 +206,8 @@ def replay_store(
                      keep_from, merge_gap_steps, str(parts_dir / f"part-{p:05d}.parquet"),
                      tuple(suppressions), mask_previous,
                      str(part_path(models_in, p)) if models_in else None,
-                     str(part_path(models_out, p)) if models_out else None, ledger)
+                     str(part_path(models_out, p)) if models_out else None, ledger,
+                     fit_origin if models_in else None)
         for p in range(n_partitions) if (part == p).any()
     ]
     results: list[PartitionResult] = []

@@ -63,6 +63,8 @@ class Window:
     mask_previous: bool
     replay: ReplayConfig
     model_in: str | None = None  # a saved model was continued instead of fitted
+    # where that model was fitted: (fit window start, first column scored after the fit)
+    fit_origin: tuple[int, int] | None = None
 
 
 def replay_to_json(cfg: ReplayConfig) -> dict[str, Any]:
@@ -236,6 +238,9 @@ def partition_entries(
                 "values_sha256": stored, "effective_sha256": fed,
                 "mask_previous": window.mask_previous, "exclude_sha256": ex_digest,
                 "suppressions": rules, "continued_model": window.model_in,
+                **({"fit_origin": {"start": window.fit_origin[0],
+                                   "fitted_at": window.fit_origin[1]}}
+                   if window.fit_origin else {}),
             }
         return inputs[g]
 

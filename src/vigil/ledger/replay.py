@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields, is_dataclass
+from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from vigil.ledger.capture import (
     replay_from_json,
 )
 from vigil.ledger.chain import find_record
+from vigil.timeparse import format_ms
 
 COMPARED = ("series", "input", "model", "replay", "thresholds", "outputs")
 
@@ -123,10 +124,10 @@ def _replay_engine_group(store: Any, tenant: str, recs: list[dict[str, Any]]
     from vigil.insights.suppress import exclusion_mask, parse_suppressions
 
     inp = rec["input"]
-    if inp.get("continued_model"):
+    if inp.get("continued_model") and not inp.get("fit_origin"):
         return every("not replayable", [
-            "this decision continued a saved model (vigil detect with kept models) instead "
-            "of fitting one in its window; replay re-runs fitted windows only"])
+            "this decision continued a saved model whose fit is not recorded (made before "
+            "fit_origin was recorded); replay re-runs recorded fits only"])
     ids = np.array([int(s) for s in inp["series_ids"]], dtype=np.int64)
     start, end, step, keep = inp["start"], inp["end"], inp["step"], inp["keep_from"]
     batch = store.load_batch(tenant, None, start, end, step, series_ids=ids)
@@ -169,9 +170,20 @@ def _replay_engine_group(store: Any, tenant: str, recs: list[dict[str, Any]]
     run = SeriesBatch(batch.series_ids, start, step, values, batch.labels)
     limits = limit_matrix(batch.labels, batch.values) if cfg.forecast_every_steps > 0 else None
     observer = FitObserver()
-    scores, _, ex = replay_partition(run, cfg, factory, limits, exclude, None, observer)
+    model, origin = None, None
+    if inp.get("continued_model"):
+        origin = (int(inp["fit_origin"]["start"]), int(inp["fit_origin"]["fitted_at"]))
+        try:
+            model = continued_model(store, tenant, ids, origin, start + keep * step, step,
+                                    factory, cfg, rules, inp["mask_previous"])
+        except ValueError as exc:
+            return every("inputs changed", [str(exc)])
+        messages.append(f"the model was refitted as recorded (on {format_ms(origin[0])}.."
+                        f"{format_ms(origin[1])}) and continued up to the decision's window, "
+                        "as the service's ticks continued it")
+    scores, _, ex = replay_partition(run, cfg, factory, limits, exclude, model, observer)
     window = Window(tenant, start, end, step, keep, rec["replay"]["merge_gap_steps"],
-                    inp["mask_previous"], cfg)
+                    inp["mask_previous"], cfg, inp.get("continued_model"), origin)
     run_info = rec["run"] or {"id": "", "command": ""}
     spec = LedgerSpec(run_info["id"], run_info["command"])
     wanted = {r["subject"] for r in recs}
@@ -268,3 +280,37 @@ def _replay_insight(store: Any, tenant: str, rec: dict[str, Any]) -> dict[str, A
                     f"{recorded.last_seen}: the insight is identical "
                     f"({len(rec['members'])} member decisions, each replayable)")
     return _result(rec, "match", messages)
+
+
+def continued_model(store: Any, tenant: str, ids: np.ndarray, origin: tuple[int, int],
+                    begin: int, step: int, factory: Any, cfg: Any, rules: list[Any],
+                    mask_previous: bool) -> Any:
+    """The state a continued model had at ``begin``: fitted on ``[origin start, fitted_at)``
+    exactly as the run that fitted it (earlier anomalies masked), then scored up to ``begin``
+    (scoring is causal and chunk-invariant, so the service's tick boundaries do not matter)."""
+    from vigil.engine.stream import masked_history
+    from vigil.insights.suppress import exclusion_mask
+
+    o_start, fitted = origin
+    warm = (fitted - o_start) // step
+    if warm < 1 or begin < fitted:
+        raise ValueError(f"the recorded fit {format_ms(o_start)}..{format_ms(fitted)} does not "
+                         f"precede the decision's window at {format_ms(begin)}")
+    batch = store.load_batch(tenant, None, o_start, begin, step, series_ids=ids)
+    if not np.array_equal(batch.series_ids, ids):
+        raise ValueError(
+            "the input data changed: some of the recorded series have no samples over the "
+            f"model's fit and continuation {format_ms(o_start)}..{format_ms(begin)} any more")
+    values = batch.values
+    if mask_previous:
+        head = masked_history(store, tenant, values[:, :warm], batch.series_ids, o_start, step)
+        values = np.concatenate([head, values[:, warm:]], axis=1)
+    exclude = None
+    if rules:
+        exclude = exclusion_mask(batch.labels, o_start, step, batch.n_steps, rules)
+        exclude = exclude if exclude.any() else None
+    ocfg = replace(cfg, warmup_steps=warm, refit_every_steps=max(batch.n_steps, 1),
+                   forecast_every_steps=0, horizon_steps=0)
+    run = SeriesBatch(batch.series_ids, o_start, step, values, batch.labels)
+    _, model, _ = replay_partition(run, ocfg, factory, None, exclude)
+    return model
