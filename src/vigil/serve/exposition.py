@@ -48,11 +48,32 @@ def latest_rows(table: pa.Table) -> pa.Table:
     return table.take(pa.array(last))
 
 
+def label_block(labels_json: str) -> str:
+    """``{k="v",...,for="<metric>"}`` of one series, escaped as the text format requires."""
+    labels = json.loads(labels_json)
+    out = {k: v for k, v in labels.items() if k != "__name__"}
+    out["for"] = labels.get("__name__", "")
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in out.items()) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _value(v: float) -> str:
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(float(v))
+
+
+# the newest outputs of a series: its label block, the SERIES_OUTPUTS values, warming up
+Latest = tuple[str, tuple[float | None, ...], bool]
+
+
 @dataclass
 class TenantState:
     samples: int = 0
-    series: dict[int, dict[str, float | str]] = field(default_factory=dict)  # id -> latest
-    labels: dict[int, str] = field(default_factory=dict)
+    series: dict[int, Latest] = field(default_factory=dict)  # id -> newest outputs
     fit_seconds: float = math.nan
     score_seconds: float = math.nan
     active_series: int = 0
@@ -89,34 +110,42 @@ class LiveMetrics:
             st.open_insights = open_insights
 
     def scores(self, tenant: str, table: pa.Table) -> None:
-        rows = latest_rows(table).to_pylist()
+        t = latest_rows(table)
+        if t.num_rows == 0:
+            return
+        cols = [t.column(c).to_pylist() for c in
+                ("series_id", "anomaly_score", "expected", "lower", "upper", "warming_up")]
+        labels = t.column("labels").to_pylist()
+        newest = t.column("timestamp").cast(pa.int64()).to_numpy().max() / 1000.0
         with self._lock:
             st = self._tenants[tenant]
-            for r in rows:
-                sid = int(r["series_id"])
-                st.series[sid] = {k: r[k] for k in ("expected", "lower", "upper",
-                                                    "anomaly_score", "warming_up")}
-                st.labels[sid] = str(r["labels"])
-                ts = r["timestamp"].timestamp()
-                st.last_scored = ts if math.isnan(st.last_scored) else max(st.last_scored, ts)
-
-    def latest(self, tenant: str) -> list[tuple[dict[str, str], dict[str, float | str]]]:
-        with self._lock:
-            st = self._tenants.get(tenant)
-            if st is None:
-                return []
-            return [(json.loads(st.labels[sid]), dict(v)) for sid, v in st.series.items()]
+            for i, (sid, score, exp, lo, hi, warm) in enumerate(zip(*cols, strict=True)):
+                old = st.series.get(sid)
+                block = old[0] if old is not None else label_block(labels[i])
+                st.series[sid] = (block, (score, exp, lo, hi), bool(warm))
+            st.last_scored = (newest if math.isnan(st.last_scored)
+                              else max(st.last_scored, newest))
 
     def render(self, tenant: str) -> bytes:
+        """Health through prometheus_client, then the per-series outputs written directly
+        from each series' cached label block (a scrape of 100k series is lines, not objects)."""
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Collector(self, tenant))
-        return generate_latest(registry)
+        with self._lock:
+            st = self._tenants.get(tenant)
+            latest = list(st.series.values()) if st is not None else []
+        parts = [generate_latest(registry).decode()]
+        for k, (name, _, doc) in enumerate(SERIES_OUTPUTS):
+            parts.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
+            parts.append("".join(f"{name}{block} {_value(v)}\n" for block, values, _ in latest
+                                 if (v := values[k]) is not None and not math.isnan(v)))
+        return "".join(parts).encode()
 
     def _health(self, tenant: str) -> Iterator[Metric]:
         with self._lock:
             st = self._tenants.get(tenant, TenantState())
             requests = {k: v for k, v in self._requests.items() if k[0] == tenant}
-            warming = sum(1 for v in st.series.values() if v["warming_up"])
+            warming = sum(1 for v in st.series.values() if v[2])
             scored = len(st.series)
         wal = self.wal_stats()
         t = {"tenant": tenant}
@@ -148,27 +177,12 @@ class LiveMetrics:
         yield _one("vigil_last_scored_timestamp_seconds", "gauge",
                    "Timestamp of the newest scored step.", t, st.last_scored)
 
-    def _series(self, tenant: str) -> Iterator[Metric]:
-        latest = self.latest(tenant)
-        for name, key, doc in SERIES_OUTPUTS:
-            m = Metric(name, doc, "gauge")
-            for labels, values in latest:
-                value = values[key]
-                if value is None or (isinstance(value, float) and math.isnan(value)):
-                    continue
-                out = {k: v for k, v in labels.items() if k != "__name__"}
-                out["for"] = labels.get("__name__", "")
-                m.add_sample(name, out, float(value))
-            yield m
-
-
 class _Collector:
     def __init__(self, live: LiveMetrics, tenant: str) -> None:
         self.live, self.tenant = live, tenant
 
     def collect(self) -> Iterator[Metric]:
         yield from self.live._health(self.tenant)
-        yield from self.live._series(self.tenant)
 
 
 def _one(name: str, kind: str, doc: str, labels: dict[str, str], value: float) -> Metric:
