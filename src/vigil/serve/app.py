@@ -38,10 +38,6 @@ from vigil.timeparse import format_ms, parse_time
 log = logging.getLogger("vigil.serve")
 
 
-class TooLarge(Exception):
-    pass
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, or 413 as soon as it passes ``limit`` bytes (never buffered past it)."""
     declared = request.headers.get("content-length")
