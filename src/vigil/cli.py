@@ -29,7 +29,7 @@ app = typer.Typer(
 events_app = typer.Typer(
     help="Change events (deployments, config changes...).", no_args_is_help=True
 )
-bench_app = typer.Typer(help="Public benchmarks: NAB (detection) and M4 Hourly (forecasting).",
+bench_app = typer.Typer(help="Public benchmarks: NAB and KPI (detection), M4 Hourly (forecasting).",
                         no_args_is_help=True)
 suppress_app = typer.Typer(help="Suppression rules: mute insights, or do not learn a window.",
                            no_args_is_help=True)
@@ -552,6 +552,45 @@ def bench_nab(
 
     result = run_nab(data, out, progress=lambda name: err.print(f"  {name}", end="\r"))
     console.print_json(json.dumps(result, default=str))
+
+
+@bench_app.command("kpi")
+def bench_kpi(
+    data: Annotated[Path, typer.Option(help="KPI folder (*.csv: timestamp,value,label).")] =
+    Path("../shared/data/kpi"),
+    out: Annotated[Path, typer.Option(help="Results directory.")] = Path("kpi-out"),
+    workers: Annotated[int, typer.Option(help="Files run in parallel processes.")] = 1,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Run only this file (name, with or without .csv); repeatable.")] = None,
+) -> None:
+    """Replay the AIOps 2018 KPI files through the engine default (FleetDetector; fit on 3 days,
+    refit daily on 14 days, as the backtest does) and a rolling z-score baseline; print the
+    best point-adjusted F1 (delay 7) of each over one corpus-wide threshold."""
+    from vigil.benchmarks.kpi import DETECTORS, run_kpi
+
+    try:
+        result = run_kpi(data, out, only=only, workers=workers,
+                         progress=lambda name: err.print(f"  {name}", end="\r"))
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"KPI: {result['files']} files, {result['rows']:,} rows, "
+                  f"{result['segments']:,} segments; best point-adjusted F1 (delay "
+                  f"{result['config']['delay']}) over one corpus-wide threshold", markup=False)
+    head = ("", "F1", "precision", "recall", "threshold", "raw threshold", "detect s", "rows")
+    lines = [head]
+    for name in DETECTORS:
+        d = result["detectors"][name]
+        raw = d["raw_threshold"]
+        lines.append((name, f"{d['f1']:.4f}", f"{d['precision']:.4f}", f"{d['recall']:.4f}",
+                      f"{d['threshold']:.6f}", "inf" if raw is None else f"{raw:.4g}",
+                      f"{d['detect_seconds']:.1f}", f"{result['rows']:,}"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    for line in lines:
+        console.print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                                for i, (cell, w) in enumerate(zip(line, widths, strict=True))),
+                      markup=False)
+    console.print(f"wall {result['wall_seconds']:.1f} s with {result['workers']} worker(s); "
+                  f"summary: {out / 'kpi_summary.json'}", markup=False)
 
 
 @bench_app.command("m4")
