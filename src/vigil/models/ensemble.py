@@ -38,6 +38,7 @@ from vigil.models.ets_scoring import (
     combine_members,
     finish_scores,
     prior_tail,
+    recalibrated_band,
     scale_filter,
     scale_score,
     tail_args,
@@ -90,6 +91,25 @@ def _mean_abs_error(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
     cnt = observed.sum(axis=2)
     mae = np.where((cnt > 0) & ~missing, err.sum(axis=2) / np.maximum(cnt, 1), np.nan)
     return np.ascontiguousarray(mae.T)
+
+
+SCALE_FLOOR = 0.1  # the running scale never falls below this fraction of the long-run one
+
+
+def _long_run_floor2(resid: np.ndarray) -> np.ndarray:
+    """Per row, ``(SCALE_FLOOR * rms)^2`` with ``rms`` the root mean square of the held-out
+    one-step residuals (0 where none).
+
+    The running scale is an EWMA: on a series that sits still for hours (zero most of the
+    time, a burst now and then; a flat line with rare steps) it decays towards 0 and the next
+    ordinary burst looks like a 1e6-sigma event.  A floor at a tenth of the series' own
+    long-run residual scale leaves every series whose volatility varies less than tenfold
+    untouched and keeps the others' usual bursts on a finite, comparable scale (which the
+    surprise-tail recalibration then calibrates)."""
+    observed = np.isfinite(resid)
+    cnt = observed.sum(axis=1)
+    ms = np.where(observed, resid * resid, 0.0).sum(axis=1) / np.maximum(cnt, 1)
+    return np.where(cnt > 0, (SCALE_FLOOR * SCALE_FLOOR) * ms, 0.0)
 
 
 class Ensemble(Model):
@@ -175,6 +195,7 @@ class Ensemble(Model):
             self.w_score_ = np.full((n, k), 1.0 / k)
             tail = prior_tail(n)
             self.nu_, self.c_ = tail.nu, tail.c
+            self._set_surprise(calibration.identity_surprise(n))
             self.end_ = int(batch.end)
             return self
         head = batch.columns(0, batch.n_steps - h)
@@ -190,14 +211,23 @@ class Ensemble(Model):
         self.w_score_ = normalised_weights(_mean_abs_error(expected, y), self.power)
         # the ensemble's running scale and tail calibration, from the holdout's residuals
         resid = y - combine(expected, self.w_score_)
+        self.floor2_ = np.maximum(self.floor2_, _long_run_floor2(resid))
         sd = self._scale(resid)
         with np.errstate(invalid="ignore", divide="ignore"):
             z = np.where(sd > 0, resid / sd, np.nan)
         z[:, : min(self.warmup, h // 2)] = np.nan
         tail = calibration.fit_tail(z)
         self.nu_, self.c_ = tail.nu, tail.c
+        # the surprise-tail recalibration, from the same held-out residuals under that law
+        self._set_surprise(calibration.fit_surprise_tail(
+            calibration.log_p_value(z, self.nu_, self.c_)
+        ))
         self.end_ = int(batch.end)
         return self
+
+    def _set_surprise(self, surprise: calibration.SurpriseTail) -> None:
+        self.recal_u_, self.recal_beta_ = surprise.u, surprise.beta
+        self.qband_ = recalibrated_band(self.nu_, surprise, self.alarm_rate)
 
     @staticmethod
     def _one_step(model: Model, batch: SeriesBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -239,10 +269,13 @@ class Ensemble(Model):
         expected = combine_members(
             tuple(np.ascontiguousarray(p[0], dtype=np.float64) for p in parts), self.w_score_
         )
+        nu, c, _, tabrow, tabs, zmax, log_alpha = tail_args((self.nu_, self.c_), self.alarm_rate)
         out, own_warm = scale_score(
             expected, np.ascontiguousarray(batch.values, dtype=np.float64), self.sigma2_,
             self.floor2_, self.nobs_, self.sigma_rate, self.reject, self.warmup,
-            *tail_args((self.nu_, self.c_), self.alarm_rate),
+            nu, c, np.ascontiguousarray(self.qband_, dtype=np.float64), tabrow, tabs, zmax,
+            log_alpha, np.ascontiguousarray(self.recal_u_, dtype=np.float64),
+            np.ascontiguousarray(self.recal_beta_, dtype=np.float64),
         )  # fmt: skip
         # warming up: the members holding most of the weight are, or the own scale is
         warming = weighted_majority(
@@ -268,7 +301,7 @@ class Ensemble(Model):
 
     _STATE: ClassVar[tuple[str, ...]] = (
         "w_forecast_", "w_score_", "sigma2_", "floor2_", "nobs_", "nu_", "c_", "direction_",
-        "guard_hist_", "holdout_", "step_", "end_",
+        "guard_hist_", "holdout_", "step_", "end_", "recal_u_", "recal_beta_", "qband_",
     )  # fmt: skip
 
     def state(self) -> dict[str, np.ndarray]:

@@ -35,6 +35,15 @@ def tail_args(
     return nu, c, np.asarray(qband, dtype=np.float64), tabrow, tabs, zmax, math.log(alarm_rate)
 
 
+def recalibrated_band(nu: np.ndarray, surprise: calibration.SurpriseTail,
+                      alarm_rate: float) -> np.ndarray:
+    """The band factor (in units of ``c`` times the running scale) whose edge has a
+    recalibrated anomaly score of exactly 1."""
+    return calibration.band_factor_log(
+        nu, calibration.recalibrated_alpha_log(surprise, alarm_rate)
+    )
+
+
 def finish_scores(
     out: np.ndarray,
     warming: np.ndarray,
@@ -81,9 +90,13 @@ def scale_score(
     tabs: np.ndarray,
     zmax: np.ndarray,
     log_alpha: float,
+    recal_u: np.ndarray,  # [n] surprise-tail recalibration (calibration.SurpriseTail)
+    recal_beta: np.ndarray,  # [n]
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """Scores of predictions with a running residual scale (as :func:`scale_filter`):
-    ``out [5, n, T]`` (expected, lower, upper, p, raw score) and ``warming [n, T]``."""
+    ``out [5, n, T]`` (expected, lower, upper, p, raw score) and ``warming [n, T]``; every
+    log p-value goes through :func:`calibration.recalibrate_log_p` (``qband`` must be the band
+    factor of the recalibrated law, :func:`recalibrated_band`)."""
     n, t_len = values.shape
     out = np.empty((5, n, t_len))  # every cell is written below
     warming = np.empty((n, t_len), dtype=np.bool_)
@@ -106,7 +119,10 @@ def scale_score(
                 out[3, i, t] = np.nan
                 out[4, i, t] = np.nan
                 continue
-            lp = calibration.residual_log_p(r, sig, c[i], nu[i], lb, tab, zm)
+            lp = calibration.recalibrate_log_p(
+                calibration.residual_log_p(r, sig, c[i], nu[i], lb, tab, zm),
+                recal_u[i], recal_beta[i],
+            )
             out[3, i, t] = math.exp(lp)
             out[4, i, t] = max(lp, calibration.LOG_P_FLOOR) / log_alpha
             cnt += 1
