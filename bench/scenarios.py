@@ -230,7 +230,7 @@ class Config:
     magnitudes: tuple[float, ...] = MAGNITUDES
     durations_min: tuple[int, ...] = DURATIONS_MIN
     tods: tuple[str, ...] = TODS
-    replicates: int = 1
+    replicates: int = 3
     max_replicas: int = 5
     min_scored_days: float = 1.0  # scored history (after detect's warm-up) before an incident
     fmt: str = "parquet"
@@ -439,10 +439,10 @@ class Generator:
     def _services(self, specs: list[IncidentSpec]) -> list[Service]:
         rng = self.rng
         todo: list[tuple[str, IncidentSpec | None]] = []
-        for spec in specs:
-            _fill_spec(spec, self.cfg, rng)
-            assert spec.family is not None
-            todo.append((spec.family, spec))
+        for planned in specs:
+            _fill_spec(planned, self.cfg, rng)
+            assert planned.family is not None
+            todo.append((planned.family, planned))
         for fam in self.cfg.families:
             todo.extend((fam, None) for _ in range(self.cfg.clean_per_family.get(self.step_s, 0)))
         used: set[tuple[str, str, str]] = set()
@@ -1013,10 +1013,12 @@ def read_store_records(store: Path, truth: dict[str, Any]) -> dict[str, Any]:
                 cols = {c: table[c].to_numpy(zero_copy_only=False) for c in
                         ("value", "expected", "lower", "upper", "anomaly_score")}
                 order = np.lexsort((ts, sid))
-                for s in np.unique(sid):
-                    sel = order[sid[order] == s]
-                    scores[wanted[int(s)]] = {"t": ts[sel].tolist(),
-                                              **{c: cols[c][sel].tolist() for c in cols}}
+                sid_sorted = sid[order]
+                cuts = np.flatnonzero(np.diff(sid_sorted)) + 1
+                for sel in np.split(order, cuts):
+                    if sel.size:
+                        scores[wanted[int(sid[sel[0]])]] = {
+                            "t": ts[sel], **{c: cols[c][sel] for c in cols}}
         out[tenant] = {"anomalies": rows, "scores": scores}
     return out
 
@@ -1042,9 +1044,9 @@ def _scores_table(st: Any, tenant: str, series_ids: list[int]) -> pa.Table | Non
 
 
 def _key(labels: dict[str, str] | str) -> str:
-    if isinstance(labels, str):
-        labels = json.loads(labels)
-    return json.dumps({k: v for k, v in sorted(labels.items()) if v}, sort_keys=True)
+    """One text per label set (the catalog's and our JSON spell it differently)."""
+    parsed: dict[str, str] = json.loads(labels) if isinstance(labels, str) else labels
+    return json.dumps({k: v for k, v in sorted(parsed.items()) if v}, sort_keys=True)
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -1077,19 +1079,20 @@ def score(truth: dict[str, Any], results: dict[str, Any],
         end_ms = truth["tenants"][tenant]["end_ms"]
         w0, w1 = inc["start_ms"], inc["end_ms"] + slack_ms(inc["step_s"])
         keys = {_key(lab) for lab in inc["series"]}
-        hits = [a for a in records[tenant]["anomalies"]
-                if _key(a["labels"]) in keys and _overlap(a["start"], a["end"], w0, w1)]
+        hits, found_ins = _window_hits(records[tenant]["anomalies"],
+                                       results[tenant]["insights"], keys, w0, w1, end_ms)
+        # placebo: the same series and clock time one day before, where nothing was injected
+        placebo = _window_hits(records[tenant]["anomalies"], results[tenant]["insights"], keys,
+                               w0 - DAY_MS, w1 - DAY_MS, end_ms)
         first_anom = min((max(a["start"], w0) for a in hits), default=None)
-        found_ins = []
-        for ins in results[tenant]["insights"]:
-            members = {_key(s) for s in ins.get("series", [])}
-            if not members & keys:
-                continue
-            s0 = _parse_ms(ins["start"]) or 0
-            s1 = _parse_ms(ins.get("end")) or end_ms
-            if _overlap(s0, s1, w0, w1):
-                found_ins.append(ins)
         opened = min((_parse_ms(i["opened_at"]) or 0 for i in found_ins), default=None)
+        cause_first = None
+        lead = inc["detail"].get("deploy_lead_s")
+        if inc["deploy_event"] and found_ins and lead is not None:
+            first = min(found_ins, key=lambda i: _parse_ms(i["opened_at"]) or 0)
+            deploy_ms = inc["start_ms"] - round(lead * 1000)
+            top = first.get("events") or []
+            cause_first = bool(top) and abs((_parse_ms(top[0]["time"]) or 0) - deploy_ms) < 1000
         row = {k: inc[k] for k in ("id", "tenant", "step_s", "kind", "magnitude",
                                    "duration_min", "tod", "family", "metric", "scope",
                                    "replicas", "magnitude_peak", "magnitude_mean",
@@ -1101,6 +1104,9 @@ def score(truth: dict[str, Any], results: dict[str, Any],
             insight=bool(found_ins),
             insight_delay_min=None if opened is None else max(0, opened - w0) / MINUTE_MS,
             insight_ids=[i["id"] for i in found_ins],
+            placebo_anomaly=bool(placebo[0]),
+            placebo_insight=bool(placebo[1]),
+            cause_ranked_first=cause_first,
             intervals=[{"start": a["start"], "end": a["end"], "peak": a["peak_score"]}
                        for a in hits],
         )
@@ -1109,6 +1115,22 @@ def score(truth: dict[str, Any], results: dict[str, Any],
     false = false_insights(truth, results, records, fam_of_service, clean_service,
                            inc_by_service)
     return {"incidents": per_incident, "false": false}
+
+
+def _window_hits(anomalies: list[dict[str, Any]], insights: list[dict[str, Any]],
+                 keys: set[str], w0: int, w1: int, end_ms: int
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Anomaly intervals of the series ``keys`` overlapping [w0, w1], and the insights with
+    one of those series among their members whose span overlaps it."""
+    hits = [a for a in anomalies
+            if _overlap(a["start"], a["end"], w0, w1) and _key(a["labels"]) in keys]
+    found = []
+    for ins in insights:
+        s0 = _parse_ms(ins["start"]) or 0
+        s1 = _parse_ms(ins.get("end")) or end_ms
+        if _overlap(s0, s1, w0, w1) and {_key(x) for x in ins.get("series", [])} & keys:
+            found.append(ins)
+    return hits, found
 
 
 def _svc_key(tenant: str, labels: dict[str, str]) -> tuple[str, str]:
@@ -1129,12 +1151,18 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
     * ``too short``: flagged, but every interval is shorter than 3 h and the incident hits
       fewer than 4 series (an insight needs one series anomalous 3 h without a break, or 4
       series on average over 1 h);
-    * ``peak below 3``: an interval >= 3 h whose peak is < 3; ``other``: none of these."""
+    * ``peak below 3``: an interval >= 3 h whose peak is < 3; ``other``: none of these.
+
+    ``band_half_width_sd``: the median half-width of Vigil's band over the hour before the
+    incident, in the incident's noise sds; ``lower_band_below_zero``: the share of that hour
+    whose lower band edge is below 0 (a drop to zero cannot leave such a band)."""
     step_ms = inc["step_s"] * 1000
     w0, w1 = inc["start_ms"], inc["end_ms"] + slack_ms(inc["step_s"])
     peak, flagged, n, capped = 0.0, 0, 0, 0
     first_flag: int | None = None
     last_flag_inside: int | None = None
+    halves: list[np.ndarray] = []
+    lowers: list[np.ndarray] = []
     for key in row["series"]:
         sc = scores.get(key)
         if not sc:
@@ -1144,6 +1172,9 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
         sel = (t >= w0) & (t <= w1)
         if not sel.any():
             continue
+        pre = (t >= w0 - HOUR_MS) & (t < w0)  # the band the model held just before
+        halves.append((np.asarray(sc["upper"])[pre] - np.asarray(sc["lower"])[pre]) / 2)
+        lowers.append(np.asarray(sc["lower"])[pre])
         peak = max(peak, float(s[sel].max()))
         flagged += int((s[sel] > 1).sum())
         capped += int((s[sel] == 0.99).sum())
@@ -1180,7 +1211,13 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
         cls = "peak below 3"
     else:
         cls = "other"
+    half = np.concatenate(halves) if halves else np.zeros(0)
+    low = np.concatenate(lowers) if lowers else np.zeros(0)
+    band_sd = (float(np.nanmedian(half)) / inc["noise_sd"]
+               if half.size and np.isfinite(half).any() and inc["noise_sd"] > 0 else None)
     return {"class": cls, "peak_score": round(peak, 3), "flagged_steps": flagged,
+            "band_half_width_sd": None if band_sd is None else round(band_sd, 2),
+            "lower_band_below_zero": round(float(np.mean(low < 0)), 3) if low.size else None,
             "scored_steps": n, "guard_capped_steps": capped,
             "flagged_fraction": round(flagged / n, 3) if n else None,
             "first_flag_min": None if first_flag is None else (first_flag - w0) / MINUTE_MS,
@@ -1234,9 +1271,9 @@ def false_insights(truth: dict[str, Any], results: dict[str, Any], records: dict
     clean_intervals: dict[str, int] = defaultdict(int)
     for rec in records.values():
         for a in rec["anomalies"]:
-            fam = clean_keys.get(_key(a["labels"]))
-            if fam is not None:
-                clean_intervals[fam] += 1
+            clean_fam = clean_keys.get(_key(a["labels"]))
+            if clean_fam is not None:
+                clean_intervals[clean_fam] += 1
     per_family = {}
     for fam in sorted(days):
         d_all, d_clean = days[fam]["all"], days[fam]["clean"]
@@ -1335,14 +1372,21 @@ def render_markdown(summary: dict[str, Any]) -> str:
                   + (f"; uncommitted changes in {', '.join(dirty)}" if dirty else "") + ").", ""]
     tot_a = sum(r["anomaly"] for r in per)
     tot_i = sum(r["insight"] for r in per)
-    lines.append(f"Overall: anomaly recall {tot_a}/{len(per)}, insight recall {tot_i}/{len(per)};"
+    pl_a = sum(r["placebo_anomaly"] for r in per)
+    pl_i = sum(r["placebo_insight"] for r in per)
+    lines.append(f"Overall: anomaly recall {tot_a}/{len(per)}, insight recall {tot_i}/{len(per)}"
+                 f" (placebo, the same series and window one day earlier: {pl_a} and {pl_i});"
                  f" false insights {summary['false']['total']} "
                  f"({_num(summary['false']['total_per_1000_series_days'], '.2f')} per 1,000 "
                  "series-days).")
+    causes = [r["cause_ranked_first"] for r in per if r["cause_ranked_first"] is not None]
+    lines.append(f"Incidents right after a deployment and found as an insight: {len(causes)}; "
+                 f"the deployment ranked first cause in {sum(causes)}.")
     lines += ["", "**Per kind** (found / incidents):", "",
               "| kind | n | anomaly | insight | insight, scope replica | insight, scope service "
-              "| median delay to anomaly (min) | median delay to insight (min) |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| median delay to anomaly (min) | median delay to insight (min) "
+              "| placebo: anomaly / insight |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for kind in KINDS:
         rs = [r for r in per if r["kind"] == kind]
         if not rs:
@@ -1353,12 +1397,15 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"| {kind} | {len(rs)} | {_frac(rs, 'anomaly')} | {_frac(rs, 'insight')} | "
             f"{_frac(rep, 'insight')} | {_frac(svc, 'insight')} | "
             f"{_num(_median(r['anomaly_delay_min'] for r in rs))} | "
-            f"{_num(_median(r['insight_delay_min'] for r in rs))} |")
+            f"{_num(_median(r['insight_delay_min'] for r in rs))} | "
+            f"{_frac(rs, 'placebo_anomaly')} / {_frac(rs, 'placebo_insight')} |")
     for attr, title, order in (
         ("magnitude", "magnitude (noise sds; stuck/drop: natural)",
          [_mag_label(m) for m in MAGNITUDES] + ["natural"]),
         ("duration_min", "duration", [str(d) for d in DURATIONS_MIN]),
         ("step_s", "step (s)", ["300", "60", "15"]),
+        ("tod", "time of day", list(TODS)),
+        ("family", "family", list(FAMILIES)),
     ):
         marg = marginal(per, attr)
         cols = [c for c in order if any(c in v for v in marg.values())]
@@ -1399,6 +1446,15 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"{v['clean_false_insights']} | "
             f"{_num(v['clean_false_per_1000_clean_series_days'], '.2f')} | "
             f"{_num(v['clean_intervals_per_1000_clean_series_days'], '.1f')} |")
+    bands = [r["diagnosis"]["band_half_width_sd"] for r in per
+             if r["diagnosis"]["band_half_width_sd"] is not None]
+    missed = [r["diagnosis"]["band_half_width_sd"] for r in per if not r["anomaly"]
+              and r["diagnosis"]["band_half_width_sd"] is not None]
+    if bands:
+        lines += ["", f"Band half-width over the hour before each incident, in noise sds: median "
+                  f"{_num(_median(bands), '.1f')} over all incidents, "
+                  f"{_num(_median(missed), '.1f')} over those with no anomaly (a Gaussian "
+                  "band at 1e-4 two-sided is 3.9)."]
     classes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in per:
         classes[r["kind"]][r["diagnosis"]["class"]] += 1
@@ -1454,7 +1510,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cfg.durations_min = tuple(int(d) for d in args.durations.split(","))
     if args.tods:
         cfg.tods = tuple(args.tods.split(","))
-    cfg.replicates = args.replicates
+    cfg.replicates = args.replicates or (1 if args.quick else 3)
     cfg.fmt = args.format
     for k in cfg.kinds:
         if k not in KINDS:
@@ -1586,7 +1642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--magnitudes", help="magnitudes in noise sds, e.g. 2,3,4,6,10")
     p.add_argument("--durations", help="durations in minutes, e.g. 5,30,60,180,480")
     p.add_argument("--tods", help="day,night")
-    p.add_argument("--replicates", type=int, default=1, help="incidents per matrix cell")
+    p.add_argument("--replicates", type=int,
+                   help="incidents per matrix cell (default 3; --quick: 1)")
     p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     p.add_argument("--workers", type=int, default=1, help="vigil detect --workers")
     p.add_argument("--vigil", help="the vigil executable (default .venv/bin/vigil)")

@@ -102,7 +102,7 @@ def test_clean_series_stay_quiet(measured: dict[str, Any], family: str) -> None:
 def _matrix_config(seed: int) -> Any:
     return sc.Config(seed=seed, steps=(300, 60), days={300: 6.0, 60: 5.5},
                      step_weights={300: 0.75, 60: 0.25}, magnitudes=(2.0, 10.0),
-                     durations_min=(5, 180), clean_per_family={300: 1, 60: 0})
+                     durations_min=(5, 180), clean_per_family={300: 1, 60: 0}, replicates=1)
 
 
 def test_generator_is_deterministic_per_seed(tmp_path: Path) -> None:
