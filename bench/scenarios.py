@@ -1079,12 +1079,14 @@ def score(truth: dict[str, Any], results: dict[str, Any],
         end_ms = truth["tenants"][tenant]["end_ms"]
         w0, w1 = inc["start_ms"], inc["end_ms"] + slack_ms(inc["step_s"])
         keys = {_key(lab) for lab in inc["series"]}
+        step_ms = inc["step_s"] * 1000
         hits, found_ins = _window_hits(records[tenant]["anomalies"],
-                                       results[tenant]["insights"], keys, w0, w1, end_ms)
+                                       results[tenant]["insights"], keys, w0, w1, end_ms,
+                                       step_ms)
         # placebo: the same series and clock time one day before, where nothing was injected
         placebo = _window_hits(records[tenant]["anomalies"], results[tenant]["insights"], keys,
-                               w0 - DAY_MS, w1 - DAY_MS, end_ms)
-        first_anom = min((max(a["start"], w0) for a in hits), default=None)
+                               w0 - DAY_MS, w1 - DAY_MS, end_ms, step_ms)
+        first_anom = min((max(a["start"], w0 - w0 % step_ms) for a in hits), default=None)
         opened = min((_parse_ms(i["opened_at"]) or 0 for i in found_ins), default=None)
         cause_first = None
         lead = inc["detail"].get("deploy_lead_s")
@@ -1100,7 +1102,8 @@ def score(truth: dict[str, Any], results: dict[str, Any],
         row.update(
             series=[_key(x) for x in inc["series"]],
             anomaly=bool(hits),
-            anomaly_delay_min=None if first_anom is None else (first_anom - w0) / MINUTE_MS,
+            anomaly_delay_min=None if first_anom is None
+            else max(0, first_anom - w0) / MINUTE_MS,
             insight=bool(found_ins),
             insight_delay_min=None if opened is None else max(0, opened - w0) / MINUTE_MS,
             insight_ids=[i["id"] for i in found_ins],
@@ -1118,16 +1121,18 @@ def score(truth: dict[str, Any], results: dict[str, Any],
 
 
 def _window_hits(anomalies: list[dict[str, Any]], insights: list[dict[str, Any]],
-                 keys: set[str], w0: int, w1: int, end_ms: int
+                 keys: set[str], w0: int, w1: int, end_ms: int, step_ms: int
                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Anomaly intervals of the series ``keys`` overlapping [w0, w1], and the insights with
-    one of those series among their members whose span overlaps it."""
+    one of those series among their members whose span overlaps it.  Intervals and spans
+    name the start of their columns: a column covers [t, t + step)."""
     hits = [a for a in anomalies
-            if _overlap(a["start"], a["end"], w0, w1) and _key(a["labels"]) in keys]
+            if _overlap(a["start"], a["end"] + step_ms - 1, w0, w1)
+            and _key(a["labels"]) in keys]
     found = []
     for ins in insights:
         s0 = _parse_ms(ins["start"]) or 0
-        s1 = _parse_ms(ins.get("end")) or end_ms
+        s1 = (_parse_ms(ins.get("end")) or end_ms) + step_ms - 1
         if _overlap(s0, s1, w0, w1) and {_key(x) for x in ins.get("series", [])} & keys:
             found.append(ins)
     return hits, found
@@ -1146,11 +1151,13 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
     * ``absorbed``: flagged, but the flags of every hit series stopped more than 3 steps
       before the end of an incident of >= 3 h (the model took the change as the new normal)
       and no insight;
-    * ``intermittent``: flagged on and off: the flagged steps add up to 3 h but no single
-      interval lasts 3 h;
+    * ``intermittent``: flagged on and off: the flagged steps of one series add up to 3 h but
+      none of its intervals lasts 3 h;
     * ``too short``: flagged, but every interval is shorter than 3 h and the incident hits
       fewer than 4 series (an insight needs one series anomalous 3 h without a break, or 4
       series on average over 1 h);
+    * ``burst under 4``: flagged on 4 or more series, every interval shorter than 3 h, and
+      the anomalous series averaged over the densest hour stayed under 4;
     * ``peak below 3``: an interval >= 3 h whose peak is < 3; ``other``: none of these.
 
     ``band_half_width_sd``: the median half-width of Vigil's band over the hour before the
@@ -1158,7 +1165,7 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
     whose lower band edge is below 0 (a drop to zero cannot leave such a band)."""
     step_ms = inc["step_s"] * 1000
     w0, w1 = inc["start_ms"], inc["end_ms"] + slack_ms(inc["step_s"])
-    peak, flagged, n, capped = 0.0, 0, 0, 0
+    peak, flagged, n, capped, most_flagged = 0.0, 0, 0, 0, 0
     first_flag: int | None = None
     last_flag_inside: int | None = None
     halves: list[np.ndarray] = []
@@ -1169,21 +1176,22 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
             continue
         t = np.asarray(sc["t"])
         s = np.nan_to_num(np.asarray(sc["anomaly_score"], dtype=float))
-        sel = (t >= w0) & (t <= w1)
+        sel = (t + step_ms > w0) & (t <= w1)  # columns [t, t + step) meeting the window
         if not sel.any():
             continue
-        pre = (t >= w0 - HOUR_MS) & (t < w0)  # the band the model held just before
+        pre = (t >= w0 - HOUR_MS) & (t + step_ms <= w0)  # the band held just before
         halves.append((np.asarray(sc["upper"])[pre] - np.asarray(sc["lower"])[pre]) / 2)
         lowers.append(np.asarray(sc["lower"])[pre])
         peak = max(peak, float(s[sel].max()))
         flagged += int((s[sel] > 1).sum())
+        most_flagged = max(most_flagged, int((s[sel] > 1).sum()))
         capped += int((s[sel] == 0.99).sum())
         n += int(sel.sum())
         over = t[sel][s[sel] > 1]
         if over.size:
             first_flag = int(over.min()) if first_flag is None else min(first_flag,
                                                                         int(over.min()))
-        inside = (t >= w0) & (t < inc["end_ms"]) & (s > 1)
+        inside = (t + step_ms > w0) & (t < inc["end_ms"]) & (s > 1)
         if inside.any():
             last = int(t[inside].max())
             last_flag_inside = last if last_flag_inside is None else max(last_flag_inside, last)
@@ -1206,7 +1214,9 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
     elif long_incident and absorbed:
         cls = "absorbed"
     elif longest < 180 and len(row["series"]) < 4:
-        cls = "intermittent" if flagged * step_ms >= 3 * HOUR_MS else "too short"
+        cls = "intermittent" if most_flagged * step_ms >= 3 * HOUR_MS else "too short"
+    elif longest < 180:
+        cls = "burst under 4"
     elif longest >= 180 and ipeak < 3:
         cls = "peak below 3"
     else:
@@ -1244,7 +1254,7 @@ def false_insights(truth: dict[str, Any], results: dict[str, Any], records: dict
         for ins in res["insights"]:
             services = {_svc_key(tenant, s) for s in ins.get("series", [])}
             s0 = _parse_ms(ins["start"]) or 0
-            s1 = _parse_ms(ins.get("end")) or end_ms
+            s1 = (_parse_ms(ins.get("end")) or end_ms) + truth["tenants"][tenant]["step_s"] * 1000
             related = False
             for svc in services:
                 inc = inc_by_service.get(svc)
@@ -1464,7 +1474,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
               "a guard capped a score > 1; anomaly but no insight: 'absorbed' the flags "
               "stopped before the end of a >= 3 h incident, 'intermittent' flags adding up to "
               "3 h without a 3 h interval, 'too short' every interval < 3 h on < 4 series, "
-              "'peak below 3', 'other')", "",
+              "'burst under 4' the same on >= 4 series, 'peak below 3', 'other')", "",
               "| kind | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for kind in KINDS:
         if kind in classes:
