@@ -10,8 +10,9 @@ one step).  A *service* (labels ``site``, ``namespace``, ``service``, ``job``) r
 *family*; every replica is one series.  Families (``FAMILIES``):
 
 * ``gauss``, ``student_t``, ``laplace``: Gaussian / Student-t (3 <= nu <= 8) / Laplace noise,
-  AR(1)-correlated (0 <= phi <= 0.6), around a random daily shape (flat-topped business day,
-  a few harmonics, or two peaks; random phase, amplitude, trough) in the site's local time, with
+  AR(1)-correlated (0 <= phi <= 0.6), around a random daily shape (flat-topped business day
+  whose edges rise over 1-5 h, a few harmonics, or two peaks; random phase, amplitude, trough)
+  in the site's local time, with
   a slow multiplicative drift; levels log-uniform per metric, from 1e-3 s (GC pauses) to 1e10
   bytes/s (network); noise sd a random fraction of the level, optionally growing with the load;
 * ``cpu_ratio``: CPU usage ratio in [0, 1], seasonal, Gaussian AR noise, clipped;
@@ -30,8 +31,9 @@ and scrape gaps (0..3 runs a day, a few steps each, sometimes a 30-120 min outag
 **Incidents** (``KINDS``): spike, level shift up / down, ramp (leak), stuck at a bound, drop to
 near zero, variance change, seasonal-shape change; magnitude in units of the series' own noise
 sd at the incident (``MAGNITUDES``); durations ``DURATIONS_MIN``; starting by local day
-(10:00-16:30) or night (00:30-05:00).  Stuck and drop have their natural magnitude (to the
-bound; -85..-100 %): the effective magnitude is recorded for every incident
+(10:00-16:30) or night (00:30-05:00), after detect's 3-day warm-up and at least one scored
+day (``min_scored_days``), on a random feasible day.  Stuck and drop have their natural
+magnitude (to the bound; -85..-100 %): the effective magnitude is recorded for every incident
 (``magnitude_peak`` and ``magnitude_mean``: the largest and the mean absolute change of the
 expected value over the window in noise sds; for a variance change, the sd ratio).  An
 incident hits one replica (``scope`` "replica") or every replica of the service ("service":
@@ -56,9 +58,16 @@ plus the ``anomalies`` table the store keeps (and its ``scores`` for the diagnos
 * *false insight*: an insight that overlaps no incident window (widened by 1 h each side) of a
   service among its members.  Rates per 1,000 series-days of the family of its service, where
   series-days count every series of the family over the scored span (after detect's warm-up);
-  also split as insights on clean services per 1,000 clean series-days.
+  also split as insights on clean services per 1,000 clean series-days;
+* *placebo*: the same two tests on the same series over the same clock window one day
+  earlier, where nothing was injected: the share found by chance.
 
-Run ``python bench/scenarios.py --help``; ``--quick`` is a 1-2 minute smoke size.
+Misses are classified from the ``scores`` the store keeps (:func:`diagnose`).
+
+``python bench/scenarios.py --help``: sizes, seed, families, kinds, steps, days, out dir;
+``--quick`` is a smoke size (about a minute), the default about 5 minutes on the 2-core
+development machine; ``--src DIR`` measures another vigil source tree (a commit exported with
+``git archive``), ``--keep-store`` then ``--rescore`` scores a finished run again.
 """
 
 from __future__ import annotations
@@ -979,10 +988,13 @@ def run_vigil(out: Path, truth: dict[str, Any], *, store: Path, workers: int = 1
 def read_store_records(store: Path, truth: dict[str, Any]) -> dict[str, Any]:
     """Per tenant: the anomaly intervals the store keeps, and the scores of the incident series
     around their windows (for the diagnosis of misses)."""
-    sys.path.insert(0, str(ROOT / "src"))
     import pyarrow.compute as pc
 
-    from vigil.store import Store
+    try:
+        from vigil.store import Store
+    except ImportError:  # run by a python without vigil installed: this checkout's
+        sys.path.insert(0, str(ROOT / "src"))
+        from vigil.store import Store
 
     st = Store(store)
     out: dict[str, Any] = {}
@@ -1502,8 +1514,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if args.quick:
         cfg.steps = (300,)
         cfg.days = {300: 7.0}
-        cfg.magnitudes = (3.0, 10.0)
-        cfg.durations_min = (30, 180)
+        cfg.magnitudes = (3.0, 6.0, 10.0)
+        cfg.durations_min = (30, 60, 180)
         cfg.clean_per_family = {300: 2}
     if args.steps:
         cfg.steps = tuple(int(s) for s in args.steps.split(","))
@@ -1641,8 +1653,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="output folder (data, truth, results, table)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quick", action="store_true",
-                   help="smoke size (~1-2 min): 5-min step only, 7 days, magnitudes 3 and 10, "
-                        "durations 30 min and 3 h")
+                   help="smoke size (~1 min): 5-min step only, 7 days, magnitudes 3, 6, 10, "
+                        "durations 30 min, 1 h, 3 h, one incident per cell")
     p.add_argument("--steps", help="scrape steps in seconds, e.g. 300,60,15")
     p.add_argument("--days", help="days per step, e.g. 300=8,60=6,15=5.5")
     p.add_argument("--step-weights", help="share of the incidents per step, e.g. 300=0.8,60=0.2")
