@@ -15,8 +15,16 @@ sensitivity factor, see :mod:`vigil.insights.pipeline`):
 * ``persistence_ms``: the longest single anomaly interval (a series anomalous without a break);
 * ``peak``: the largest peak score.
 
-A cluster opens an insight when ``burst >= min_burst`` or (``persistence_ms >= min_persistence``
-and ``peak >= min_persistence_peak``).  :func:`opening_time` says when that first became true,
+A cluster opens an insight when ``burst >= min_burst`` or one of its intervals carries enough
+*persistence evidence*: it has lasted ``n`` steps of the grid with ``n * peak >=
+persistence_evidence`` and ``n >= min_persistence_steps``.  The evidence is counted in steps
+of the series' grid and in units of the anomaly score (which is already the series' own
+calibrated surprise, ``log p / log alpha``), never in wall-clock hours: an incident that is
+large for its series opens quickly (peak 10: 3 steps), a small one needs longer (peak 1.2: 10
+steps), and the same rule serves 15 s, 1 min and 5 min scrapes.  With the defaults (12
+score-steps, at least 3 steps) a shift of about 4 noise sd held for 30 minutes at 5-minute
+steps (6 steps, peak about 2) opens, while the typical false interval of a calibrated model
+(2-3 steps just above 1, the guard's minimum) does not.  :func:`opening_time` says when that first became true,
 scanning the intervals causally (an interval counts up to each step as it is flagged; a peak
 score is credited from the start of its interval, since the records do not say at which step
 the peak came, so delays on the persistence path are a lower bound by at most the time to the
@@ -63,17 +71,20 @@ class GroupingConfig:
 class EvidenceConfig:
     min_burst: float = 4.0
     burst_window_ms: int = HOUR
-    min_persistence_ms: int = 3 * HOUR
-    min_persistence_peak: float = 3.0
+    persistence_evidence: float = 12.0  # score x steps of one interval
+    min_persistence_steps: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("min_burst", "min_persistence_peak"):
+        if self.min_persistence_steps < 1:
+            raise ValueError(
+                f"min_persistence_steps={self.min_persistence_steps} is invalid: expected >= 1"
+            )
+        for name in ("min_burst", "persistence_evidence"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}={value} is invalid: expected a positive number")
-        for name in ("burst_window_ms", "min_persistence_ms"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)} is invalid: expected > 0 ms")
+        if self.burst_window_ms <= 0:
+            raise ValueError(f"burst_window_ms={self.burst_window_ms} is invalid: expected > 0 ms")
 
 
 @dataclass
@@ -154,6 +165,14 @@ def infer_step(anomalies: Sequence[Anomaly]) -> int | None:
     return g or None
 
 
+def persistence_steps(peak: float, config: EvidenceConfig, factor: float = 1.0) -> int:
+    """Steps an interval with this peak score must last to open an insight on its own."""
+    if not peak > 0:
+        return 1 << 62
+    need = math.ceil(config.persistence_evidence * factor / peak - 1e-9)
+    return max(int(math.ceil(config.min_persistence_steps * factor)), min(need, 1 << 62))
+
+
 def evidence(cluster: Cluster, config: EvidenceConfig, step_ms: int, factor: float = 1.0,
              until: int | None = None) -> Evidence:
     """Evidence of a cluster using only what was flagged up to ``until`` (inclusive; None: all).
@@ -172,10 +191,9 @@ def evidence(cluster: Cluster, config: EvidenceConfig, step_ms: int, factor: flo
         hi = (min(a.end, last) - first) // step_ms + 1
         activity[lo] += 1
         activity[hi] -= 1
-        if a.peak_score >= config.min_persistence_peak * factor:
-            need = -(-int(config.min_persistence_ms * factor) // step_ms)  # steps, rounded up
-            if hi - lo >= need:
-                opens[i] = lo + need - 1
+        need = persistence_steps(a.peak_score, config, factor)
+        if hi - lo >= need:
+            opens[i] = lo + need - 1
     active = np.cumsum(activity[:n])
     w = max(1, int(config.burst_window_ms // step_ms))
     csum = np.concatenate([[0], np.cumsum(active)])

@@ -355,8 +355,9 @@ def fit_tail(z: np.ndarray, min_count: int = 200, prior_nu: float = 5.0) -> Tail
 # uniform, so ``S`` is exactly Exp(1): its ``1 - q0`` quantile is ``a = -log q0`` and its excess
 # over that quantile is Exp(1) again (memorylessness).  On held-out residuals of the series we
 # measure the empirical ``1 - q0`` quantile ``u`` and fit the excess over it by an exponential
-# (the peaks-over-threshold law with shape 0) of mean ``beta``, shrunk towards 1 with
-# ``SURPRISE_PRIOR`` pseudo-observations.  The recalibrated surprise is
+# (the peaks-over-threshold law with shape 0); ``beta`` is the lower ~95% confidence bound of
+# its mean, at least 1: the law is corrected only where the series' own data prove its tail
+# heavier.  The recalibrated surprise is
 #
 #     S' = S * a / u                 for S <= u   (the body: a monotone rescaling)
 #     S' = a + (S - u) / beta        for S >  u   (the tail: the fitted exponential)
@@ -366,7 +367,7 @@ def fit_tail(z: np.ndarray, min_count: int = 200, prior_nu: float = 5.0) -> Tail
 # held-out residuals are trusted (2% of 500-3,000 held-out points: 10-60 exceedances).
 
 SURPRISE_Q0 = 0.02  # the held-out tail the exponential is fitted on
-SURPRISE_PRIOR = 10.0  # pseudo-exceedances of mean 1 (the calibrated value)
+SURPRISE_Z = 2.0  # the correction uses the mean excess's lower bound at this many SEs
 SURPRISE_MIN_COUNT = 200  # fewer held-out surprises: the identity
 
 
@@ -396,10 +397,14 @@ def fit_surprise_tail(log_p: np.ndarray, min_count: int = SURPRISE_MIN_COUNT) ->
     u = np.nanquantile(sub, 1.0 - SURPRISE_Q0, axis=1)
     excess = np.where(sub > u[:, None], sub - u[:, None], np.nan)
     k = np.sum(np.isfinite(excess), axis=1)
-    total = np.nansum(excess, axis=1)
-    beta = (total + SURPRISE_PRIOR) / (k + SURPRISE_PRIOR)
+    mean_excess = np.nansum(excess, axis=1) / np.maximum(k, 1)
+    # only a tail proven heavier than the law is corrected: the lower ~95% bound of the
+    # exponential mean (relative standard error 1 / sqrt(k)), never below 1 (held-out
+    # residuals have the points the replay flagged masked, so a lighter tail is not evidence)
+    lower = mean_excess * np.maximum(0.0, 1.0 - SURPRISE_Z / np.sqrt(np.maximum(k, 1)))
+    beta = np.where(k > 0, lower, 1.0)
     out.u[rows] = np.maximum(u, 0.0)
-    out.beta[rows] = np.clip(beta, 0.25, 1e3)
+    out.beta[rows] = np.clip(beta, 1.0, 1e3)
     return out
 
 
