@@ -24,11 +24,11 @@ large for its series opens quickly (peak 10: 3 steps), a small one needs longer 
 steps), and the same rule serves 15 s, 1 min and 5 min scrapes.  With the defaults (12
 score-steps, at least 3 steps) a shift of about 4 noise sd held for 30 minutes at 5-minute
 steps (6 steps, peak about 2) opens, while the typical false interval of a calibrated model
-(2-3 steps just above 1, the guard's minimum) does not.  :func:`opening_time` says when that first became true,
-scanning the intervals causally (an interval counts up to each step as it is flagged; a peak
-score is credited from the start of its interval, since the records do not say at which step
-the peak came, so delays on the persistence path are a lower bound by at most the time to the
-peak).
+(2-3 steps just above 1, the guard's minimum) does not.  :func:`opening_time` says when
+that first became true, scanning the intervals causally (an interval counts up to each step
+as it is flagged; a peak score is credited from the start of its interval, since the records
+do not say at which step the peak came, so delays on the persistence path are a lower bound by
+at most the time to the peak).
 """
 
 from __future__ import annotations
@@ -169,8 +169,8 @@ def persistence_steps(peak: float, config: EvidenceConfig, factor: float = 1.0) 
     """Steps an interval with this peak score must last to open an insight on its own."""
     if not peak > 0:
         return 1 << 62
-    need = math.ceil(config.persistence_evidence * factor / peak - 1e-9)
-    return max(int(math.ceil(config.min_persistence_steps * factor)), min(need, 1 << 62))
+    need = min(math.ceil(config.persistence_evidence * factor / peak - 1e-9), 1 << 62)
+    return max(math.ceil(config.min_persistence_steps * factor), need)
 
 
 def evidence(cluster: Cluster, config: EvidenceConfig, step_ms: int, factor: float = 1.0,
