@@ -403,8 +403,14 @@ def fit_surprise_tail(log_p: np.ndarray, min_count: int = SURPRISE_MIN_COUNT) ->
     # residuals have the points the replay flagged masked, so a lighter tail is not evidence)
     lower = mean_excess * np.maximum(0.0, 1.0 - SURPRISE_Z / np.sqrt(np.maximum(k, 1)))
     beta = np.where(k > 0, lower, 1.0)
-    out.u[rows] = np.maximum(u, 0.0)
-    out.beta[rows] = np.clip(beta, 1.0, 1e3)
+    beta = np.clip(beta, 1.0, 1e3)
+    u = np.maximum(u, 0.0)
+    # where the t law already sits at the 98% quantile (it is fitted there) and no heavier tail
+    # is proven, keep the exact identity (and the t law's own band, no per-row inversion)
+    a = -math.log(SURPRISE_Q0)
+    same = (beta == 1.0) & (np.abs(u - a) <= 0.01 * a)
+    out.u[rows] = np.where(same, a, u)
+    out.beta[rows] = beta
     return out
 
 

@@ -38,10 +38,18 @@ def tail_args(
 def recalibrated_band(nu: np.ndarray, surprise: calibration.SurpriseTail,
                       alarm_rate: float) -> np.ndarray:
     """The band factor (in units of ``c`` times the running scale) whose edge has a
-    recalibrated anomaly score of exactly 1."""
-    return calibration.band_factor_log(
-        nu, calibration.recalibrated_alpha_log(surprise, alarm_rate)
-    )
+    recalibrated anomaly score of exactly 1 (the t law's own where the recalibration is the
+    identity: only the corrected rows need the per-row inversion)."""
+    nu = np.asarray(nu, dtype=np.float64)
+    out = np.asarray(calibration.band_factor(nu, np.ones(len(nu)), alarm_rate), dtype=np.float64)
+    ident = calibration.identity_surprise(1)
+    moved = (surprise.beta != ident.beta[0]) | (surprise.u != ident.u[0])
+    if moved.any():
+        sub = calibration.SurpriseTail(surprise.u[moved], surprise.beta[moved])
+        out[moved] = calibration.band_factor_log(
+            nu[moved], calibration.recalibrated_alpha_log(sub, alarm_rate)
+        )
+    return out
 
 
 def finish_scores(
