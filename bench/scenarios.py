@@ -1208,6 +1208,10 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
             last = int(t[inside].max())
             last_flag_inside = last if last_flag_inside is None else max(last_flag_inside, last)
     longest = max(((a["end"] - a["start"]) / MINUTE_MS for a in row["intervals"]), default=0.0)
+    # steps x peak of the strongest interval (the evidence unit of a persistence rule counted
+    # in score x grid steps)
+    evidence = max((((a["end"] - a["start"]) // step_ms + 1) * a["peak"]
+                    for a in row["intervals"]), default=0.0)
     ipeak = max((a["peak"] for a in row["intervals"]), default=0.0)
     long_incident = inc["duration_min"] >= 180
     absorbed = (last_flag_inside is not None
@@ -1245,7 +1249,8 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
             "first_flag_min": None if first_flag is None else (first_flag - w0) / MINUTE_MS,
             "flags_stop_min": None if last_flag_inside is None
             else (last_flag_inside - w0) / MINUTE_MS + inc["step_s"] / 60,
-            "longest_interval_min": longest, "interval_peak": round(ipeak, 3)}
+            "longest_interval_min": longest, "interval_peak": round(ipeak, 3),
+            "interval_evidence": round(evidence, 2)}
 
 
 def false_insights(truth: dict[str, Any], results: dict[str, Any], records: dict[str, Any],
