@@ -65,9 +65,10 @@ plus the ``anomalies`` table the store keeps (and its ``scores`` for the diagnos
 Misses are classified from the ``scores`` the store keeps (:func:`diagnose`).
 
 ``python bench/scenarios.py --help``: sizes, seed, families, kinds, steps, days, out dir;
-``--quick`` is a smoke size (about a minute), the default about 5 minutes on the 2-core
-development machine; ``--src DIR`` measures another vigil source tree (a commit exported with
-``git archive``), ``--keep-store`` then ``--rescore`` scores a finished run again.
+``--quick`` is a smoke size (about a minute), the default (2 incidents per cell, 800) a few
+minutes on the 2-core development machine (``--replicates 3``: 5.3 min at 88cc328, 18.5 min
+at 8fbb826 under a load of 5-7); ``--src DIR`` measures another vigil source tree (a commit
+exported with ``git archive``), ``--keep-store`` then ``--rescore`` scores a finished run again.
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ class Config:
     magnitudes: tuple[float, ...] = MAGNITUDES
     durations_min: tuple[int, ...] = DURATIONS_MIN
     tods: tuple[str, ...] = TODS
-    replicates: int = 3
+    replicates: int = 2
     max_replicas: int = 5
     min_scored_days: float = 1.0  # scored history (after detect's warm-up) before an incident
     fmt: str = "parquet"
@@ -1537,7 +1538,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cfg.durations_min = tuple(int(d) for d in args.durations.split(","))
     if args.tods:
         cfg.tods = tuple(args.tods.split(","))
-    cfg.replicates = args.replicates or (1 if args.quick else 3)
+    cfg.replicates = args.replicates or (1 if args.quick else 2)
     cfg.fmt = args.format
     for k in cfg.kinds:
         if k not in KINDS:
@@ -1670,7 +1671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--durations", help="durations in minutes, e.g. 5,30,60,180,480")
     p.add_argument("--tods", help="day,night")
     p.add_argument("--replicates", type=int,
-                   help="incidents per matrix cell (default 3; --quick: 1)")
+                   help="incidents per matrix cell (default 2; --quick: 1)")
     p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     p.add_argument("--workers", type=int, default=1, help="vigil detect --workers")
     p.add_argument("--vigil", help="the vigil executable (default .venv/bin/vigil)")
