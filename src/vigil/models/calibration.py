@@ -464,3 +464,15 @@ def band_factor_log(nu: np.ndarray, log_tail: np.ndarray) -> np.ndarray:
     ``c`` times the running scale)."""
     return np.asarray(_abs_quantile_log(np.ascontiguousarray(nu, dtype=np.float64),
                                         np.ascontiguousarray(log_tail, dtype=np.float64)))
+
+
+def value_quantum(values: np.ndarray) -> np.ndarray:
+    """Per row of ``values`` [n, T], the smallest positive gap between distinct finite values
+    (0 where there are fewer than two): the lattice step of counts, integer gauges and ratios
+    with a fixed denominator; negligible against the noise for continuous data."""
+    v = np.sort(np.where(np.isfinite(values), values, np.inf), axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf past the last finite value
+        gaps = np.diff(v, axis=1)
+    gaps = np.where(np.isfinite(gaps) & (gaps > 0), gaps, np.inf)
+    q = gaps.min(axis=1) if gaps.shape[1] else np.full(len(values), np.inf)
+    return np.where(np.isfinite(q), q, 0.0)

@@ -112,6 +112,19 @@ def _long_run_floor2(resid: np.ndarray) -> np.ndarray:
     return np.where(cnt > 0, (SCALE_FLOOR * SCALE_FLOOR) * ms, 0.0)
 
 
+def _quantum_floor2(values: np.ndarray) -> np.ndarray:
+    """Per row, ``q^2 / 12`` with ``q`` the smallest positive gap between the distinct values of
+    ``values`` [n, T] (0 where fewer than two distinct values).
+
+    A series on a lattice (counts, an integer gauge, a ratio with a fixed denominator) cannot
+    be predicted more finely than its step ``q``: rounding alone adds noise of standard deviation
+    ``q / sqrt(12)``, so no residual scale below that is evidence of anything, and a count of 1
+    after hours of zeros is not a 1e6-sigma event.  For continuous data the smallest gap among
+    hundreds of values is negligible against the noise and the floor changes nothing."""
+    q = calibration.value_quantum(values)
+    return q * q / 12.0
+
+
 class Ensemble(Model):
     name: ClassVar[str] = "ensemble"
     version: ClassVar[str] = "1"
@@ -212,6 +225,7 @@ class Ensemble(Model):
         # the ensemble's running scale and tail calibration, from the holdout's residuals
         resid = y - combine(expected, self.w_score_)
         self.floor2_ = np.maximum(self.floor2_, _long_run_floor2(resid))
+        self.floor2_ = np.maximum(self.floor2_, _quantum_floor2(y))
         sd = self._scale(resid)
         with np.errstate(invalid="ignore", divide="ignore"):
             z = np.where(sd > 0, resid / sd, np.nan)

@@ -15,7 +15,9 @@ for series ``i`` of group ``g``:
   robust spread) — so a **new series is scored from its first point** against its peers,
   with ``warming_up`` True until it has ``min_history`` points of its own; never below
   ``scale_floor`` times that peer median (a series whose own scale collapsed cannot lock
-  itself into permanent alarms).  While warming up the offset and scale are running means;
+  itself into permanent alarms), nor below a quarter of the series' value lattice step
+  (``calibration.value_quantum``: the mean absolute deviation of rounding noise; a count of 1
+  among replicas at 0 is not an infinite deviation).  While warming up the offset and scale are running means;
   when no peer is established yet (a whole new group, or the start of ``fit``) there is no
   scale, no score, and every point is learnt;
 * ``p``, ``anomaly_score``, band and guards as in :mod:`vigil.models.calibration` and
@@ -49,6 +51,7 @@ from vigil.models.calibration import (
     mean_abs_t,
     t_lbeta,
     tail_tables,
+    value_quantum,
 )
 from vigil.models.guards import Guards, apply_guards
 from vigil.models.persist import StatefulModel
@@ -100,6 +103,7 @@ def _peer_run(
     tabs: np.ndarray,
     zmax: np.ndarray,
     par: np.ndarray,
+    qmad: np.ndarray,  # [n] lower bound of the scale: a quarter of the value lattice's step
     out: np.ndarray,
     warming: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
@@ -173,6 +177,8 @@ def _peer_run(
                 sc = pooled if warm else scale[i]
                 if pooled == pooled:
                     sc = max(sc, floor * pooled)
+                if sc == sc:
+                    sc = max(sc, qmad[i])
                 out[0, i, t] = e
                 half = sc * c[i] * qband[i]
                 out[1, i, t] = e - half
@@ -298,6 +304,7 @@ class PeerModel(StatefulModel):
         self.direction_ = self.guards.direction_codes(batch.labels, n)
         self.step_ = int(batch.step)
         self.end_ = int(batch.start)
+        self.quantum_ = value_quantum(batch.values)
         out, _ = self._advance(batch)
         tail = fit_tail(out[4], self.tail_min_count, self.prior_nu)
         self.nu_, self.c_ = tail.nu, tail.c
@@ -330,7 +337,8 @@ class PeerModel(StatefulModel):
         offset, scale, count = self.offset_.copy(), self.scale_.copy(), self.count_.copy()
         _peer_run(
             values, order, bounds, offset, scale, count, self.nu_, self.c_, qband,
-            tabrow, tabs, zmax, par, out, warming,
+            tabrow, tabs, zmax, par, np.ascontiguousarray(self.quantum_, dtype=np.float64) / 4.0,
+            out, warming,
         )  # fmt: skip
         self.offset_, self.scale_, self.count_ = offset, scale, count
         self.end_ = int(batch.end)
@@ -361,5 +369,5 @@ class PeerModel(StatefulModel):
 
     _STATE: ClassVar[tuple[str, ...]] = (
         "series_ids_", "group_", "offset_", "scale_", "count_", "nu_", "c_", "guard_hist_",
-        "direction_", "step_", "end_",
+        "direction_", "quantum_", "step_", "end_",
     )  # fmt: skip
