@@ -18,8 +18,8 @@ for series ``i`` of group ``g``:
   itself into permanent alarms), nor below a quarter of the series' value lattice step
   (``calibration.value_quantum``: the mean absolute deviation of rounding noise; a count of 1
   among replicas at 0 is not an infinite deviation).  While warming up the offset and scale
-  are running means; when no peer is established yet (a whole new group, or the start of ``fit``) there is no
-  scale, no score, and every point is learnt;
+  are running means; when no peer is established yet (a whole new group, or the start of
+  ``fit``) there is no scale, no score, and every point is learnt;
 * ``p``, ``anomaly_score``, band and guards as in :mod:`vigil.models.calibration` and
   :mod:`vigil.models.guards`; points with a raw score above 1 do not teach offset or scale.
 
