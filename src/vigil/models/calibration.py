@@ -428,6 +428,18 @@ def recalibrate_log_p(lp: float, u: float, beta: float) -> float:  # pragma: no 
     return max(-s2, LOG_P_FLOOR)
 
 
+def recalibrate_array(log_p: np.ndarray, tail: SurpriseTail) -> np.ndarray:
+    """:func:`recalibrate_log_p` of ``log_p`` ``[n, T]`` with per-row ``tail`` (NaN stays)."""
+    lp = np.asarray(log_p, dtype=np.float64)
+    a = -math.log(SURPRISE_Q0)
+    s = -lp
+    u, beta = tail.u[:, None], tail.beta[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        body = np.where(u > 0, a * (s / np.where(u > 0, u, 1.0)), s)
+        s2 = np.where(s > u, a + (s - u) / beta, body)
+    return np.where(np.isnan(lp), np.nan, np.maximum(-s2, LOG_P_FLOOR))
+
+
 def recalibrated_alpha_log(tail: SurpriseTail, alpha: float) -> np.ndarray:
     """Per row, the t-law ``log p`` whose recalibrated value is ``log alpha`` (the band edge)."""
     a = -math.log(SURPRISE_Q0)

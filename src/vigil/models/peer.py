@@ -20,8 +20,11 @@ for series ``i`` of group ``g``:
   among replicas at 0 is not an infinite deviation).  While warming up the offset and scale
   are running means; when no peer is established yet (a whole new group, or the start of
   ``fit``) there is no scale, no score, and every point is learnt;
-* ``p``, ``anomaly_score``, band and guards as in :mod:`vigil.models.calibration` and
-  :mod:`vigil.models.guards`; points with a raw score above 1 do not teach offset or scale.
+* ``p``, ``anomaly_score``, band and guards as in :mod:`vigil.models.calibration` (with the
+  surprise-tail recalibration fitted on the fit window: replicas whose ordinary bursts are
+  independent, e.g. sparse counters, are not flagged for each one) and
+  :mod:`vigil.models.guards`; points whose t-law score is above 1 do not teach offset or
+  scale.
 
 Fewer than ``min_peers`` other observed members: no opinion (NaN outputs).  Rows are coupled
 within a group (that is the point), so row partitions must keep groups whole; across groups
@@ -42,17 +45,21 @@ from vigil.batch import SeriesBatch
 from vigil.models.base import Scores
 from vigil.models.calibration import (
     DEFAULT_ALPHA,
+    SurpriseTail,
     anomaly_score,
-    band_factor,
     check_alpha,
     fast_log_tail2,
+    fit_surprise_tail,
     fit_tail,
+    identity_surprise,
     log_p_value,
     mean_abs_t,
+    recalibrate_array,
     t_lbeta,
     tail_tables,
     value_quantum,
 )
+from vigil.models.ets_scoring import recalibrated_band
 from vigil.models.guards import Guards, apply_guards
 from vigil.models.persist import StatefulModel
 from vigil.models.seasonality import select
@@ -305,12 +312,19 @@ class PeerModel(StatefulModel):
         self.step_ = int(batch.step)
         self.end_ = int(batch.start)
         self.quantum_ = value_quantum(batch.values)
+        self.recal_u_ = identity_surprise(n).u
+        self.recal_beta_ = identity_surprise(n).beta
         out, _ = self._advance(batch)
         tail = fit_tail(out[4], self.tail_min_count, self.prior_nu)
         self.nu_, self.c_ = tail.nu, tail.c
+        # the surprise-tail recalibration of the fit window's log p under that law (as the
+        # ensemble's: only a tail proven heavier is corrected; see calibration)
+        surprise = fit_surprise_tail(log_p_value(out[4], self.nu_, self.c_))
+        self.recal_u_, self.recal_beta_ = surprise.u, surprise.beta
         # the duration guard's history: flags of the last window - 1 columns, recalibrated
         last = slice(max(batch.n_steps - self.guards.window + 1, 0), batch.n_steps)
-        raw = anomaly_score(log_p_value(out[4][:, last], self.nu_, self.c_), self.alpha)
+        raw = anomaly_score(self._recal(log_p_value(out[4][:, last], self.nu_, self.c_)),
+                            self.alpha)
         _, self.guard_hist_ = apply_guards(
             batch.values[:, last], out[0][:, last], raw, self.direction_, self.guards,
             self.guard_hist_,
@@ -327,7 +341,7 @@ class PeerModel(StatefulModel):
         if n == 0:
             bounds = np.zeros(1, dtype=np.int64)
         tabrow, tabs, zmax = tail_tables(self.nu_)
-        qband = band_factor(self.nu_, np.ones(n), self.alpha)
+        qband = recalibrated_band(self.nu_, self._surprise(), self.alpha)
         par = np.array([
             self.min_history, self.min_peers, self.offset_rate, self.scale_rate, self.huber,
             math.log(self.alpha), self.scale_floor,
@@ -344,8 +358,16 @@ class PeerModel(StatefulModel):
         self.end_ = int(batch.end)
         return out, warming
 
+    def _surprise(self) -> SurpriseTail:
+        return SurpriseTail(np.asarray(self.recal_u_, dtype=np.float64),
+                            np.asarray(self.recal_beta_, dtype=np.float64))
+
+    def _recal(self, log_p: np.ndarray) -> np.ndarray:
+        return recalibrate_array(log_p, self._surprise())
+
     def score(self, batch: SeriesBatch) -> Scores:
         out, warming = self._advance(batch)
+        out[3] = self._recal(out[3])
         raw = anomaly_score(out[3], self.alpha)
         guarded, self.guard_hist_ = apply_guards(
             batch.values, out[0], raw, self.direction_, self.guards, self.guard_hist_,
@@ -369,5 +391,5 @@ class PeerModel(StatefulModel):
 
     _STATE: ClassVar[tuple[str, ...]] = (
         "series_ids_", "group_", "offset_", "scale_", "count_", "nu_", "c_", "guard_hist_",
-        "direction_", "quantum_", "step_", "end_",
+        "direction_", "quantum_", "recal_u_", "recal_beta_", "step_", "end_",
     )  # fmt: skip
