@@ -5,9 +5,9 @@ from vigil.insights import InsightConfig, run_pipeline
 from vigil.insights.feedback import feedback, sensitivity_factors
 
 CFG = InsightConfig(step_ms=STEP)
-# 5 pods for 60 min: burst 5 x 13 / 12 = 5.4 series, above 4 but below 4 x 1.5 = 6; each
-# interval (13 steps, peak 1.2) needs 12 / 1.2 = 10 steps to persist, 15 once desensitised
-WEAK = burst("cart", 100, 160, pods=5, peak=1.2)
+# one pod for 60 min (13 steps) at peak 1.0: persistence evidence 13 x 1.0 reaches 12 at the
+# 12th step, but not the 12 x 1.5 = 18 of a desensitised group
+WEAK = burst("cart", 100, 160, pods=1, peak=1.0)
 STRONG = burst("auth", 100, 160, pods=10, peak=8.0)
 
 

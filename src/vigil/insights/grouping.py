@@ -15,9 +15,11 @@ sensitivity factor, see :mod:`vigil.insights.pipeline`):
 * ``persistence_ms``: the longest single anomaly interval (a series anomalous without a break);
 * ``peak``: the largest peak score.
 
-A cluster opens an insight when ``burst >= min_burst`` or one of its intervals carries enough
-*persistence evidence*: it has lasted ``n`` steps of the grid with ``n * peak >=
-persistence_evidence`` and ``n >= min_persistence_steps``.  The evidence is counted in steps
+A cluster opens an insight when ``burst >= min_burst`` or its intervals carry enough
+*persistence evidence*: summed over the cluster's intervals so far, steps flagged x the
+interval's peak score reaches ``persistence_evidence``, over at least ``min_persistence_steps``
+flagged series-steps (one series: ``n`` steps with ``n * peak >= persistence_evidence``;
+five replicas down together reach it five times as fast).  The evidence is counted in steps
 of the series' grid and in units of the anomaly score (which is already the series' own
 calibrated surprise, ``log p / log alpha``), never in wall-clock hours: an incident that is
 large for its series opens quickly (peak 10: 3 steps), a small one needs longer (peak 1.2: 10
@@ -165,14 +167,6 @@ def infer_step(anomalies: Sequence[Anomaly]) -> int | None:
     return g or None
 
 
-def persistence_steps(peak: float, config: EvidenceConfig, factor: float = 1.0) -> int:
-    """Steps an interval with this peak score must last to open an insight on its own."""
-    if not peak > 0:
-        return 1 << 62
-    need = min(math.ceil(config.persistence_evidence * factor / peak - 1e-9), 1 << 62)
-    return max(math.ceil(config.min_persistence_steps * factor), need)
-
-
 def evidence(cluster: Cluster, config: EvidenceConfig, step_ms: int, factor: float = 1.0,
              until: int | None = None) -> Evidence:
     """Evidence of a cluster using only what was flagged up to ``until`` (inclusive; None: all).
@@ -185,16 +179,20 @@ def evidence(cluster: Cluster, config: EvidenceConfig, step_ms: int, factor: flo
     last = max(a.end if until is None else min(a.end, until) for a in items)
     n = (last - first) // step_ms + 1
     activity = np.zeros(n + 1, dtype=np.int64)
-    opens = np.full(len(items), -1, dtype=np.int64)
-    for i, a in enumerate(items):
+    weight = np.zeros(n + 1)  # the peak scores of the intervals flagged at each step
+    for a in items:
         lo = (a.start - first) // step_ms
         hi = (min(a.end, last) - first) // step_ms + 1
         activity[lo] += 1
         activity[hi] -= 1
-        need = persistence_steps(a.peak_score, config, factor)
-        if hi - lo >= need:
-            opens[i] = lo + need - 1
+        weight[lo] += a.peak_score
+        weight[hi] -= a.peak_score
     active = np.cumsum(activity[:n])
+    # persistence evidence: score x steps summed over the cluster's intervals so far
+    mass = np.cumsum(np.cumsum(weight[:n]))
+    steps = np.cumsum(active)
+    persisted = np.flatnonzero((mass >= config.persistence_evidence * factor - 1e-9)
+                               & (steps >= config.min_persistence_steps * factor))
     w = max(1, int(config.burst_window_ms // step_ms))
     csum = np.concatenate([[0], np.cumsum(active)])
     upto = np.arange(1, n + 1)
@@ -203,8 +201,8 @@ def evidence(cluster: Cluster, config: EvidenceConfig, step_ms: int, factor: flo
     hit = np.flatnonzero(burst >= config.min_burst * factor)
     if len(hit):
         times.append(int(hit[0]))
-    if (opens >= 0).any():
-        times.append(int(opens[opens >= 0].min()))
+    if len(persisted):
+        times.append(int(persisted[0]))
     durations = [min(a.end, last) - a.start + step_ms for a in items]
     return Evidence(
         burst=float(burst.max()),
