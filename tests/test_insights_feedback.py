@@ -5,9 +5,9 @@ from vigil.insights import InsightConfig, run_pipeline
 from vigil.insights.feedback import feedback, sensitivity_factors
 
 CFG = InsightConfig(step_ms=STEP)
-# one pod for 60 min (13 steps) at peak 1.0: persistence evidence 13 x 1.0 reaches 12 at the
-# 12th step, but not the 12 x 1.5 = 18 of a desensitised group
-WEAK = burst("cart", 100, 160, pods=1, peak=1.0)
+# one pod for 60 min (13 steps) at peak 3.0: persistence evidence 3 per step reaches 36 at the
+# 12th step, but not the 36 x 1.5 = 54 of a desensitised group
+WEAK = burst("cart", 100, 160, pods=1, peak=3.0)
 STRONG = burst("auth", 100, 160, pods=10, peak=8.0)
 
 

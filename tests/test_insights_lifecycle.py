@@ -21,15 +21,15 @@ def test_reactive_insight_is_ongoing_then_closes_after_the_quiet_period():
 
 
 def test_evidence_is_causal():
-    # one pod at peak 2: persistence evidence 2 per 5-min step, 12 reached at the 6th step
-    anoms = burst("cart", 100, 200, pods=1, peak=2.0)
+    # one pod at peak 6: persistence evidence 6 per 5-min step, 36 reached at the 6th step
+    anoms = burst("cart", 100, 200, pods=1, peak=6.0)
     early = run_pipeline(anoms, config=CFG, now=t(120))  # five steps seen: not enough yet
     assert early.insights == []
     ins = run_pipeline(anoms, config=CFG, now=t(300)).insights[0]
     assert ins.opened_at == t(125)
-    # six pods together at peak 5: 30 per step, open at their first step
+    # six pods together at peak 5: 30 per step, open at their second step
     many = run_pipeline(burst("cart", 100, 200), config=CFG, now=t(300)).insights[0]
-    assert many.opened_at == t(100)
+    assert many.opened_at == t(105)
 
 
 def forecasts(pods=3, risky_from=0, risky_to=600, end=900, cross=1500):
