@@ -393,11 +393,17 @@ def fit_surprise_tail(log_p: np.ndarray, min_count: int = SURPRISE_MIN_COUNT) ->
     if not ok.any():
         return out
     rows = np.flatnonzero(ok)
-    sub = np.where(finite[rows], s[rows], np.nan)
-    u = np.nanquantile(sub, 1.0 - SURPRISE_Q0, axis=1)
-    excess = np.where(sub > u[:, None], sub - u[:, None], np.nan)
-    k = np.sum(np.isfinite(excess), axis=1)
-    mean_excess = np.nansum(excess, axis=1) / np.maximum(k, 1)
+    sub = np.sort(np.where(finite[rows], s[rows], np.inf), axis=1)  # finite values first
+    # the 1 - q0 quantile of each row's finite values (linear interpolation, as np.quantile;
+    # a sort instead of np.nanquantile, which is 10x slower on many short rows)
+    pos = (1.0 - SURPRISE_Q0) * (cnt[rows] - 1)
+    j = np.floor(pos).astype(np.int64)
+    j1 = np.minimum(j + 1, cnt[rows] - 1)
+    r = np.arange(len(rows))
+    u = sub[r, j] + (pos - j) * (sub[r, j1] - sub[r, j])
+    above = np.isfinite(sub) & (sub > u[:, None])
+    k = above.sum(axis=1)
+    mean_excess = np.where(above, sub - u[:, None], 0.0).sum(axis=1) / np.maximum(k, 1)
     # only a tail proven heavier than the law is corrected: the lower ~95% bound of the
     # exponential mean (relative standard error 1 / sqrt(k)), never below 1 (held-out
     # residuals have the points the replay flagged masked, so a lighter tail is not evidence)
