@@ -113,3 +113,20 @@ def test_save_refuses_reserved_keys(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"state keys \['__meta__'\] are invalid"):
         save_model(model, tmp_path / "bad.npz")
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_a_kept_model_of_another_version_is_refitted_not_fatal(tmp_path: Path) -> None:
+    """After an upgrade that changes a model's state, the service's kept partition models are
+    refitted (like missing ones) instead of failing the tick."""
+    from vigil.engine.modelset import load_partition_model, save_partition_model
+
+    model = _fitted()
+    ids = np.asarray(model.state()["series_ids_"], dtype=np.int64)
+    path = tmp_path / "part-00000.npz"
+    save_partition_model(model, ids, path)
+    assert load_partition_model(path, ids) is not None
+    _rewrite(path, {"model_version": "0"})
+    assert load_partition_model(path, ids) is None
+    _rewrite(path, tamper="rate_")  # a damaged file is still an error, not a silent refit
+    with pytest.raises(ValueError, match="is corrupt"):
+        load_partition_model(path, ids)

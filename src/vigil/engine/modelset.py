@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vigil.models.base import Model
-from vigil.models.persist import load_model, save_model
+from vigil.models.persist import ModelVersionMismatch, load_model, save_model
 from vigil.series import validate_tenant
 
 POINTER = "current.json"
@@ -102,12 +102,16 @@ def save_partition_model(model: Model, series_ids: np.ndarray, path: str | Path)
 
 
 def load_partition_model(path: str | Path, series_ids: np.ndarray) -> Model | None:
-    """The saved model of a partition, or None when it is missing or its rows are not exactly
-    ``series_ids`` in that order (the caller then fits a fresh one)."""
+    """The saved model of a partition, or None when it is missing, was saved by another model
+    version (an upgrade changed its state) or its rows are not exactly ``series_ids`` in that
+    order (the caller then fits a fresh one)."""
     path = Path(path)
     ids_path = path.with_suffix(".ids.npy")
     if not path.is_file() or not ids_path.is_file():
         return None
     if not np.array_equal(np.load(ids_path), np.asarray(series_ids, dtype=np.int64)):
         return None
-    return load_model(path)
+    try:
+        return load_model(path)
+    except ModelVersionMismatch:
+        return None

@@ -90,6 +90,10 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
+class ModelVersionMismatch(ValueError):
+    """A saved model of another model version (its state schema may differ): refit it."""
+
+
 def load_model(path: str | os.PathLike[str], expected_name: str | None = None) -> Model:
     """Rebuild the model saved at ``path``, verifying format, class, version and digest."""
     with np.load(path, allow_pickle=False) as z:
@@ -112,7 +116,7 @@ def load_model(path: str | os.PathLike[str], expected_name: str | None = None) -
         )
     cls = _resolve(str(meta["class"]))
     if cls.name != meta["name"] or cls.version != meta["model_version"]:
-        raise ValueError(
+        raise ModelVersionMismatch(
             f"{path} holds {meta['name']!r} version {meta['model_version']!r} but this vigil "
             f"({vigil.__version__}) has {cls.name!r} version {cls.version!r}; refit the model"
         )
