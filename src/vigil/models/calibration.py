@@ -434,16 +434,23 @@ def recalibrate_log_p(lp: float, u: float, beta: float) -> float:  # pragma: no 
     return max(-s2, LOG_P_FLOOR)
 
 
+@njit(cache=True, error_model="numpy")
+def _recalibrate_rows(lp: np.ndarray, u: np.ndarray,
+                      beta: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    out = np.empty_like(lp)
+    for i in range(lp.shape[0]):
+        for t in range(lp.shape[1]):
+            v = lp[i, t]
+            out[i, t] = v if v != v else recalibrate_log_p(v, u[i], beta[i])
+    return out
+
+
 def recalibrate_array(log_p: np.ndarray, tail: SurpriseTail) -> np.ndarray:
-    """:func:`recalibrate_log_p` of ``log_p`` ``[n, T]`` with per-row ``tail`` (NaN stays)."""
-    lp = np.asarray(log_p, dtype=np.float64)
-    a = -math.log(SURPRISE_Q0)
-    s = -lp
-    u, beta = tail.u[:, None], tail.beta[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        body = np.where(u > 0, a * (s / np.where(u > 0, u, 1.0)), s)
-        s2 = np.where(s > u, a + (s - u) / beta, body)
-    return np.where(np.isnan(lp), np.nan, np.maximum(-s2, LOG_P_FLOOR))
+    """:func:`recalibrate_log_p` of ``log_p`` ``[n, T]`` with per-row ``tail`` (NaN stays):
+    the same scalar rule the scoring kernels apply, one formula."""
+    lp = np.ascontiguousarray(np.atleast_2d(np.asarray(log_p, dtype=np.float64)))
+    return _recalibrate_rows(lp, np.ascontiguousarray(tail.u, dtype=np.float64),
+                             np.ascontiguousarray(tail.beta, dtype=np.float64))
 
 
 def recalibrated_alpha_log(tail: SurpriseTail, alpha: float) -> np.ndarray:
