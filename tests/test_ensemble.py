@@ -149,3 +149,61 @@ def test_conformance(make, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from model_conformance import ModelCase, check_all
 
     check_all(ModelCase(make=make), tmp_path)
+
+
+def _business_day(n: int, days: int, seed: int, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """5-min series with a daily shape (quiet nights at a tenth of the day's level) and noise
+    whose sd grows as ``level ** gamma`` (2 % of the day's level at the peak)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(days * 288)
+    shape = 0.1 + 0.9 * np.clip(np.sin(2 * np.pi * (t % 288) / 288 - np.pi / 2) + 0.3, 0, 1)
+    mu = 100.0 * np.broadcast_to(shape, (n, len(t)))
+    sd = 2.0 * (mu / 100.0) ** gamma
+    return mu, mu + sd * rng.standard_normal(mu.shape)
+
+
+@pytest.mark.parametrize(("gamma", "chosen"), [(0.0, 0.0), (1.0, 1.0)])
+def test_variance_function_is_chosen_from_the_holdout(gamma: float, chosen: float) -> None:
+    """Noise that grows with the level gets the proportional scale; constant noise keeps the
+    plain running scale; the choice is per series, from held-out likelihood."""
+    _mu, y = _business_day(12, 10, seed=3, gamma=gamma)
+    model = Ensemble().fit(_batch(y, step=300_000))
+    assert np.mean(model.gamma_ == chosen) >= 0.75
+
+
+def test_variance_function_narrows_quiet_hours() -> None:
+    """With noise proportional to the level, the band at night is a small fraction of the
+    band at the day's peak (a running scale alone carries the day's noise into the night)."""
+    mu, y = _business_day(8, 12, seed=4, gamma=1.0)
+    fit = 10 * 288
+    model = Ensemble().fit(_batch(y[:, :fit], step=300_000))
+    sc = model.score(_batch(y[:, fit:], start=fit * 300_000, step=300_000))
+    half = (sc.upper - sc.lower) / 2
+    night = mu[0, fit:] < 20
+    day = mu[0, fit:] > 90
+    assert np.median(half[:, night]) < 0.4 * np.median(half[:, day])
+    # the night's band still covers the night's noise (sd 0.2 there): no flood of alarms
+    assert np.mean(sc.anomaly_score[:, night] > 1) < 0.01
+
+
+def test_window_test_finds_a_sustained_small_shift_not_a_lone_spike() -> None:
+    """A 3-sd level shift for 12 steps never leaves a 1e-4 point band but is flagged by the
+    windows; a lone 30-sd spike alarms once (the point test) and the windows do not keep
+    alarming after it: a clipped residual moves a window by at most a typical tail value."""
+    rng = np.random.default_rng(5)
+    step = 300_000  # 5-min steps: a 2-day holdout of 576 residuals calibrates the windows
+    n, t_len, fit = 40, 288 * 10, 288 * 8
+    y = 100.0 + rng.standard_normal((n, t_len))
+    y[:20, fit + 100:fit + 112] += 3.0
+    y[20:, fit + 100] += 30.0
+    model = Ensemble(members=[("ets", {"season_ms": None})], alarm_rate=1e-4).fit(
+        _batch(y[:, :fit], step=step))
+    assert np.isfinite(model.wc_).all()
+    sc = model.score(_batch(y[:, fit:], start=fit * step, step=step))
+    shifted = sc.anomaly_score[:20, 100:112]
+    assert np.mean((shifted > 1).any(axis=1)) >= 0.9
+    assert np.abs(sc.expected[:20, 100:112] - 100.0).max() < 3.0  # within the point band
+    spiked = sc.anomaly_score[20:]
+    assert (spiked[:, 101:112] > 1).sum() == 0
+    clean = np.delete(sc.anomaly_score[20:], 100, axis=1)
+    assert np.mean(clean > 1) < 1e-3

@@ -34,15 +34,20 @@ from vigil.models import calibration, ets_init
 from vigil.models.base import Model, Scores
 from vigil.models.ets import ETS
 from vigil.models.ets_scoring import (
+    VARIANCE_GAMMAS,
     combine,
     combine_members,
     finish_scores,
+    level_factors,
+    predictive_nll,
     prior_tail,
     recalibrated_band,
     scale_filter,
     scale_score,
     tail_args,
     weighted_majority,
+    window_history,
+    window_rates,
 )
 from vigil.models.guards import Guards
 
@@ -127,7 +132,7 @@ def _quantum_floor2(values: np.ndarray) -> np.ndarray:
 
 class Ensemble(Model):
     name: ClassVar[str] = "ensemble"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: the window test's and the variance function's state
 
     def __init__(
         self,
@@ -197,7 +202,10 @@ class Ensemble(Model):
         self.step_ = int(batch.step)
         self.sigma2_ = np.zeros(n)
         self.nobs_ = np.zeros(n, dtype=np.int64)
-        self.floor2_ = self._floor2(batch.values)
+        self.floor2_ = np.zeros(n)
+        self.qfloor2_ = self._floor2(batch.values)
+        self.gamma_ = np.zeros(n)
+        self.gref_ = np.zeros(n)
         self.direction_ = self.guards.direction_codes(batch.labels, n)
         self.guard_hist_ = np.zeros(n, dtype=np.int64)
         self.holdout_ = h
@@ -209,6 +217,7 @@ class Ensemble(Model):
             tail = prior_tail(n)
             self.nu_, self.c_ = tail.nu, tail.c
             self._set_surprise(calibration.identity_surprise(n))
+            self._fit_windows(np.full((n, 0), np.nan))
             self.end_ = int(batch.end)
             return self
         head = batch.columns(0, batch.n_steps - h)
@@ -223,10 +232,10 @@ class Ensemble(Model):
         self.w_forecast_ = normalised_weights(_mean_abs_error(fc, y), self.power)
         self.w_score_ = normalised_weights(_mean_abs_error(expected, y), self.power)
         # the ensemble's running scale and tail calibration, from the holdout's residuals
-        resid = y - combine(expected, self.w_score_)
-        self.floor2_ = np.maximum(self.floor2_, _long_run_floor2(resid))
-        self.floor2_ = np.maximum(self.floor2_, _quantum_floor2(y))
-        sd = self._scale(resid)
+        e_hold = np.ascontiguousarray(combine(expected, self.w_score_))
+        resid = np.ascontiguousarray(y - e_hold)
+        self.qfloor2_ = np.maximum(self.qfloor2_, _quantum_floor2(y))
+        sd = self._fit_scale(resid, e_hold, np.asarray(y, dtype=np.float64))
         with np.errstate(invalid="ignore", divide="ignore"):
             z = np.where(sd > 0, resid / sd, np.nan)
         z[:, : min(self.warmup, h // 2)] = np.nan
@@ -236,8 +245,32 @@ class Ensemble(Model):
         self._set_surprise(calibration.fit_surprise_tail(
             calibration.log_p_value(z, self.nu_, self.c_)
         ))
+        self._fit_windows(z)
         self.end_ = int(batch.end)
         return self
+
+    def _fit_windows(self, z: np.ndarray) -> None:
+        """The multi-scale window test's clip, laws and running windows from held-out
+        standardised residuals ``z`` [n, h] (see :mod:`vigil.models.ets_scoring`); rows with
+        too few residuals for a law get no window test (scale ``inf``)."""
+        n = z.shape[0]
+        rate = window_rates()
+        absz = np.abs(z)
+        cnt = np.isfinite(z).sum(axis=1)
+        clip = np.zeros(n)
+        ok = cnt >= 30
+        if ok.any():
+            clip[ok] = np.nanquantile(absz[ok], calibration.TAIL_LEVEL, axis=1)
+        self.wclip_ = clip
+        self.ew_ = np.zeros((n, len(rate)))
+        stats = window_history(np.ascontiguousarray(z, dtype=np.float64), clip, rate, self.ew_)
+        self.wnu_ = np.empty((n, len(rate)))
+        self.wc_ = np.full((n, len(rate)), np.inf)
+        for s in range(len(rate)):  # a loop over the few spans, each vectorised over rows
+            fit = calibration.fit_tail(stats[s])
+            self.wnu_[:, s] = fit.nu
+            self.wc_[:, s] = np.where(fit.n_used >= 200, fit.c, np.inf)
+
 
     def _set_surprise(self, surprise: calibration.SurpriseTail) -> None:
         self.recal_u_, self.recal_beta_ = surprise.u, surprise.beta
@@ -259,11 +292,36 @@ class Ensemble(Model):
         mag = np.nan_to_num(ets_init.nanmedian(np.abs(values), 1), nan=0.0)
         return (1e-6 * np.maximum(mag, 1e-3)) ** 2
 
-    def _scale(self, resid: np.ndarray) -> np.ndarray:
-        return scale_filter(
-            np.ascontiguousarray(resid), self.sigma2_, self.floor2_, self.nobs_,
-            self.sigma_rate, self.reject, self.warmup,
-        )  # fmt: skip
+    def _fit_scale(self, resid: np.ndarray, expected: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Choose each row's variance function (``gamma_``, see
+        :mod:`vigil.models.ets_scoring`) by the held-out residuals' predictive likelihood, and
+        set the running scale (``sigma2_``, ``nobs_``) and its long-run floor (``floor2_``) to
+        the chosen candidate's after the held-out window -> its total scales [n, h]."""
+        n = resid.shape[0]
+        absy = np.abs(y)
+        seen = np.isfinite(absy).sum(axis=1)
+        self.gref_ = np.where(seen > 0, np.where(np.isfinite(absy), absy, 0.0).sum(axis=1)
+                              / np.maximum(seen, 1), 0.0)
+        best_nll = np.full(n, np.inf)
+        best_sd = np.full(resid.shape, np.nan)
+        for gamma in VARIANCE_GAMMAS:  # a loop over the few candidates, each vectorised
+            gam = np.full(n, gamma)
+            u = resid / level_factors(expected, gam, self.gref_)
+            floor2 = _long_run_floor2(u)
+            sigma2, nobs = np.zeros(n), np.zeros(n, dtype=np.int64)
+            sd = scale_filter(resid, expected, sigma2, floor2, nobs, self.sigma_rate,
+                              self.reject, self.warmup, gam, self.gref_, self.qfloor2_)
+            nll = predictive_nll(resid, sd, min(self.warmup, resid.shape[1] // 2))
+            better = np.where(np.isfinite(nll), nll, np.inf) < best_nll
+            if gamma == VARIANCE_GAMMAS[0]:
+                better[:] = True  # the first candidate is the default of rows with no data
+            best_nll = np.where(better, nll, best_nll)
+            best_sd[better] = sd[better]
+            self.gamma_[better] = gamma
+            self.floor2_[better] = floor2[better]
+            self.sigma2_[better] = sigma2[better]
+            self.nobs_[better] = nobs[better]
+        return best_sd
 
     # ------------------------------------------------------------------ online
 
@@ -284,12 +342,16 @@ class Ensemble(Model):
             tuple(np.ascontiguousarray(p[0], dtype=np.float64) for p in parts), self.w_score_
         )
         nu, c, _, tabrow, tabs, zmax, log_alpha = tail_args((self.nu_, self.c_), self.alarm_rate)
+
+        def f64(a: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(a, dtype=np.float64)
+
         out, own_warm = scale_score(
-            expected, np.ascontiguousarray(batch.values, dtype=np.float64), self.sigma2_,
-            self.floor2_, self.nobs_, self.sigma_rate, self.reject, self.warmup,
-            nu, c, np.ascontiguousarray(self.qband_, dtype=np.float64), tabrow, tabs, zmax,
-            log_alpha, np.ascontiguousarray(self.recal_u_, dtype=np.float64),
-            np.ascontiguousarray(self.recal_beta_, dtype=np.float64),
+            expected, f64(batch.values), self.sigma2_, self.floor2_, self.nobs_,
+            self.sigma_rate, self.reject, self.warmup, nu, c, f64(self.qband_), tabrow, tabs,
+            zmax, log_alpha, f64(self.recal_u_), f64(self.recal_beta_), self.ew_,
+            f64(self.wclip_), window_rates(), f64(self.wnu_), f64(self.wc_), f64(self.gamma_),
+            f64(self.gref_), f64(self.qfloor2_),
         )  # fmt: skip
         # warming up: the members holding most of the weight are, or the own scale is
         warming = weighted_majority(
@@ -316,6 +378,7 @@ class Ensemble(Model):
     _STATE: ClassVar[tuple[str, ...]] = (
         "w_forecast_", "w_score_", "sigma2_", "floor2_", "nobs_", "nu_", "c_", "direction_",
         "guard_hist_", "holdout_", "step_", "end_", "recal_u_", "recal_beta_", "qband_",
+        "ew_", "wclip_", "wnu_", "wc_", "gamma_", "gref_", "qfloor2_",
     )  # fmt: skip
 
     def state(self) -> dict[str, np.ndarray]:

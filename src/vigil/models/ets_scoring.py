@@ -10,6 +10,7 @@ models of the engine score the same way.  The per-point work is one numba kernel
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from numba import njit, prange
@@ -69,6 +70,59 @@ def finish_scores(
     return Scores(out[0], out[1], out[2], out[3], score, warming), hist
 
 
+# ------------------------------------------------------------- variance function
+#
+# Noise rarely has one size all day: request counts are Poisson-like (sd ~ level^0.5), latency
+# and byte rates have a roughly constant coefficient of variation (sd ~ level), a CPU ratio's
+# noise may not depend on the level at all.  A running scale alone follows such changes with
+# its lag (hours), so at the quiet hours after a busy period the band is several noise sds too
+# wide, and at the busy hours after a quiet period too narrow.  The ensemble therefore scales
+# its residuals by ``level_factor = (max(|expected|, ref / 10) / ref) ^ gamma`` before the
+# running scale learns them (``ref`` the mean |value| of the held-out window, so the factor is
+# about 1 at a typical level); ``gamma`` is chosen per series among ``VARIANCE_GAMMAS`` by the
+# held-out residuals' predictive log-likelihood (Student-t, nu = 5, robust to the tail) under
+# each candidate's causal scale: out-of-sample evidence, nothing fitted to a corpus.
+
+VARIANCE_GAMMAS = (0.0, 0.5, 1.0)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def level_factor(e: float, gamma: float, ref: float) -> float:  # pragma: no cover - compiled
+    """``(max(|e|, ref / 10) / ref) ^ gamma``; 1 for ``gamma == 0``, ``ref <= 0`` or NaN ``e``."""
+    if gamma == 0.0 or not ref > 0.0 or e != e:
+        return 1.0
+    x = max(abs(e), 0.1 * ref) / ref
+    if gamma == 1.0:
+        return x
+    if gamma == 0.5:
+        return math.sqrt(x)
+    return x ** gamma
+
+
+def level_factors(expected: np.ndarray, gamma: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """:func:`level_factor` of ``expected`` [n, T] with per-row ``gamma``, ``ref`` [n]."""
+    e = np.asarray(expected, dtype=np.float64)
+    gam = np.asarray(gamma, dtype=np.float64)[:, None]
+    r = np.asarray(ref, dtype=np.float64)[:, None]
+    off = (gam == 0.0) | ~(r > 0.0) | np.isnan(e)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = np.maximum(np.abs(e), 0.1 * r) / np.where(r > 0.0, r, 1.0)
+        return np.where(off, 1.0, x ** gam)
+
+
+def predictive_nll(resid: np.ndarray, sd: np.ndarray, skip: int) -> np.ndarray:
+    """Mean negative log-likelihood per row of ``resid`` under a Student-t (nu = 5) of
+    scales ``sd`` [n, T] (constants dropped), over the finite points after the first ``skip``
+    columns; NaN where a row has none."""
+    nu = 5.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = resid[:, skip:] / sd[:, skip:]
+        term = np.log(sd[:, skip:]) + 0.5 * (nu + 1.0) * np.log1p(z * z / nu)
+    ok = np.isfinite(term)
+    cnt = ok.sum(axis=1)
+    return np.where(cnt > 0, np.where(ok, term, 0.0).sum(axis=1) / np.maximum(cnt, 1), np.nan)
+
+
 @njit(cache=True, error_model="numpy", inline="always")
 def scale_step(s2: float, r: float, sig: float, cnt: int, rate: float, reject: float,
                warmup: int) -> float:  # pragma: no cover - compiled
@@ -100,11 +154,20 @@ def scale_score(
     log_alpha: float,
     recal_u: np.ndarray,  # [n] surprise-tail recalibration (calibration.SurpriseTail)
     recal_beta: np.ndarray,  # [n]
+    ew: np.ndarray,  # [n, S] in/out window statistics (WindowTest)
+    wclip: np.ndarray,  # [n]
+    wrate: np.ndarray,  # [S]
+    wnu: np.ndarray,  # [n, S]
+    wc: np.ndarray,  # [n, S]
+    gamma: np.ndarray,  # [n] variance function (level_factor)
+    gref: np.ndarray,  # [n]
+    qfloor2: np.ndarray,  # [n] floor of the total scale's square, in the values' units
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """Scores of predictions with a running residual scale (as :func:`scale_filter`):
     ``out [5, n, T]`` (expected, lower, upper, p, raw score) and ``warming [n, T]``; every
     log p-value goes through :func:`calibration.recalibrate_log_p` (``qband`` must be the band
-    factor of the recalibrated law, :func:`recalibrated_band`)."""
+    factor of the recalibrated law, :func:`recalibrated_band`), and a point's p-value is the
+    smaller of its own and the multi-scale window test's (:func:`window_log_p`)."""
     n, t_len = values.shape
     out = np.empty((5, n, t_len))  # every cell is written below
     warming = np.empty((n, t_len), dtype=np.bool_)
@@ -116,8 +179,10 @@ def scale_score(
         zm = zmax[tabrow[i]]
         hb = c[i] * qband[i]
         for t in range(t_len):
-            sig = np.sqrt(max(s2, floor2[i]))
+            su = np.sqrt(max(s2, floor2[i]))
             e = expected[i, t]
+            g = level_factor(e, gamma[i], gref[i])
+            sig = max(su * g, np.sqrt(qfloor2[i]))
             out[0, i, t] = e
             out[1, i, t] = e - sig * hb
             out[2, i, t] = e + sig * hb
@@ -131,13 +196,87 @@ def scale_score(
                 calibration.residual_log_p(r, sig, c[i], nu[i], lb, tab, zm),
                 recal_u[i], recal_beta[i],
             )
+            if cnt >= warmup and sig > 0.0:
+                lp = min(lp, window_log_p(r / sig, ew[i], wclip[i], wrate, wnu[i], wc[i]))
             out[3, i, t] = math.exp(lp)
             out[4, i, t] = max(lp, calibration.LOG_P_FLOOR) / log_alpha
             cnt += 1
-            s2 = scale_step(s2, r, sig, cnt, rate, reject, warmup)
+            s2 = scale_step(s2, r / g, su, cnt, rate, reject, warmup)
         sigma2[i] = s2
         nobs[i] = cnt
     return out, warming
+
+
+
+# ------------------------------------------------------------- multi-scale window test
+#
+# The point test above needs one residual beyond the band (at an alarm rate of 1e-4 per point,
+# 4 sds for Gaussian noise, 6-13 for Laplace or Student-t noise).  A level shift of 3-6 noise
+# sds that lasts an hour never produces such a point, and the members start to follow it.
+# Persistent deviations are what exponentially weighted means of the standardised residuals
+# (the EWMA control chart) detect: for spans of ``k`` steps, ``E_t = (1 - a) E_{t-1} + a z_t``
+# with ``a = 2 / (k + 1)``.  Each ``z`` is clipped at the series' own 98% quantile of ``|z|``
+# first, so one large residual (the point test's business) moves a window by at most a
+# typical tail value: only a run of deviations moves it far.  Under independent residuals of
+# unit variance ``E`` has variance ``a / (2 - a)``; real residuals are autocorrelated and
+# skewed, so each window's statistic ``E / sqrt(a / (2 - a))`` gets its own per-series
+# Student-t law fitted, like the point residuals, on the same held-out residuals
+# (:func:`calibration.fit_tail`).  The spans are in steps (a window test asks "how many
+# consecutive points deviate", whatever the step); the p-value of the smallest of the
+# ``S`` windows is multiplied by ``S`` (Bonferroni), so the windows together spend at most
+# the alarm rate.
+
+WINDOW_SPANS = (4, 16)  # EWMA spans in steps
+
+
+def window_rates(spans: Sequence[int] = WINDOW_SPANS) -> np.ndarray:
+    """EWMA rates ``2 / (k + 1)`` of the spans ``k``."""
+    return np.array([2.0 / (k + 1.0) for k in spans], dtype=np.float64)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def window_log_p(z: float, ew: np.ndarray, clip: float, rate: np.ndarray, nu: np.ndarray,
+                 c: np.ndarray) -> float:  # pragma: no cover - compiled
+    """Advance the windows ``ew`` [S] by the standardised residual ``z`` and return the
+    Bonferroni ``log p`` of the most surprising window (0 when none is beyond 2 of its
+    scales: such a window cannot matter at any alarm rate below 0.05)."""
+    zc = min(max(z, -clip), clip)
+    best = 0.0
+    for s in range(rate.shape[0]):
+        a = rate[s]
+        ew[s] = (1.0 - a) * ew[s] + a * zc
+        stat = abs(ew[s]) / (math.sqrt(a / (2.0 - a)) * c[s])
+        if stat > 2.0:
+            lw = calibration.log_tail2(stat, nu[s], calibration.t_lbeta(nu[s]))
+            best = min(best, lw)
+    if best < 0.0:
+        best = min(best + math.log(rate.shape[0]), 0.0)
+    return best
+
+
+@njit(cache=True, error_model="numpy")
+def window_history(z: np.ndarray, clip: np.ndarray, rate: np.ndarray,
+                   ew: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """The windows' standardised statistics over held-out ``z`` [n, T] -> [S, n, T] (NaN where
+    ``z`` is missing or a window has seen fewer than ``2 k`` residuals), advancing ``ew``
+    [n, S] (in/out) to the end."""
+    n, t_len = z.shape
+    n_s = rate.shape[0]
+    out = np.full((n_s, n, t_len), np.nan)
+    for i in range(n):
+        seen = 0
+        for t in range(t_len):
+            v = z[i, t]
+            if v != v:
+                continue
+            seen += 1
+            zc = min(max(v, -clip[i]), clip[i])
+            for s in range(n_s):
+                a = rate[s]
+                ew[i, s] = (1.0 - a) * ew[i, s] + a * zc
+                if seen * a >= 4.0:  # 2 k residuals, k = 2 / a - 1 (about)
+                    out[s, i, t] = ew[i, s] / math.sqrt(a / (2.0 - a))
+    return out
 
 
 def quantile_factors(quantiles: np.ndarray, tail: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -209,27 +348,33 @@ def weighted_majority(
 @njit(parallel=True, cache=True)
 def scale_filter(
     resid: np.ndarray,  # [n, T] one-step residuals (NaN: missing)
+    expected: np.ndarray,  # [n, T] the predictions they are residuals of
     sigma2: np.ndarray,  # [n] in/out running mean square
     floor2: np.ndarray,  # [n] lower bound of sigma2
     nobs: np.ndarray,  # int64 [n] in/out residuals seen
     rate: float,  # EWMA rate
     reject: float,  # |r| > reject * sd is not learnt (<= 0: learn everything)
     warmup: int,  # the first `warmup` residuals are all learnt, sigma2 as their mean
+    gamma: np.ndarray,  # [n] variance function (level_factor)
+    gref: np.ndarray,  # [n]
+    qfloor2: np.ndarray,  # [n] floor of the total scale's square
 ) -> np.ndarray:
-    """Running sd of residuals, causal: sd[:, t] is the scale before residual t -> [n, T]."""
+    """Running sd of residuals, causal: sd[:, t] is the scale before residual t -> [n, T]
+    (the same arithmetic as :func:`scale_score`)."""
     n, t_len = resid.shape
     sd = np.full((n, t_len), np.nan)
     for i in prange(n):
         s2 = sigma2[i]
         cnt = nobs[i]
         for t in range(t_len):
-            sig = np.sqrt(max(s2, floor2[i]))
-            sd[i, t] = sig
+            su = np.sqrt(max(s2, floor2[i]))
+            g = level_factor(expected[i, t], gamma[i], gref[i])
+            sd[i, t] = max(su * g, np.sqrt(qfloor2[i]))
             r = resid[i, t]
             if np.isnan(r):
                 continue
             cnt += 1
-            s2 = scale_step(s2, r, sig, cnt, rate, reject, warmup)
+            s2 = scale_step(s2, r / g, su, cnt, rate, reject, warmup)
         sigma2[i] = s2
         nobs[i] = cnt
     return sd
