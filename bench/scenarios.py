@@ -1155,6 +1155,15 @@ def _svc_key(tenant: str, labels: dict[str, str]) -> tuple[str, str]:
     return tenant, "/".join(labels.get(k, "") for k in ("site", "namespace", "service"))
 
 
+def _persistence_evidence() -> float:
+    """The insight rule's persistence evidence (score x steps) of the measured Vigil."""
+    try:
+        from vigil.insights.grouping import EvidenceConfig
+    except ImportError:  # an older Vigil without it: the value it had
+        return 36.0
+    return float(EvidenceConfig().persistence_evidence)
+
+
 def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -> dict[str, Any]:
     """What the store's scores say about one incident: peak score in the window, flagged
     steps, when the flags stopped, the longest anomaly interval, and a class for misses:
@@ -1164,21 +1173,19 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
     * ``absorbed``: flagged, but the flags of every hit series stopped more than 3 steps
       before the end of an incident of >= 3 h (the model took the change as the new normal)
       and no insight;
-    * ``intermittent``: flagged on and off: the flagged steps of one series add up to 3 h but
-      none of its intervals lasts 3 h;
-    * ``too short``: flagged, but every interval is shorter than 3 h and the incident hits
-      fewer than 4 series (an insight needs one series anomalous 3 h without a break, or 4
-      series on average over 1 h);
-    * ``burst under 4``: flagged on 4 or more series, every interval shorter than 3 h, and
-      the anomalous series averaged over the densest hour stayed under 4;
-    * ``peak below 3``: an interval >= 3 h whose peak is < 3; ``other``: none of these.
+    * ``little evidence``: flagged, but the incident's intervals carry less persistence
+      evidence (flagged steps x the interval's peak score, summed) than the insight rule asks
+      (:class:`vigil.insights.grouping.EvidenceConfig`), and it hits fewer than 4 series;
+    * ``burst under 4``: the same on 4 or more series (whose densest hour stayed under 4
+      anomalous series on average);
+    * ``other``: none of these (enough evidence, yet no insight overlapping the window).
 
     ``band_half_width_sd``: the median half-width of Vigil's band over the hour before the
     incident, in the incident's noise sds; ``lower_band_below_zero``: the share of that hour
     whose lower band edge is below 0 (a drop to zero cannot leave such a band)."""
     step_ms = inc["step_s"] * 1000
     w0, w1 = inc["start_ms"], inc["end_ms"] + slack_ms(inc["step_s"])
-    peak, flagged, n, capped, most_flagged = 0.0, 0, 0, 0, 0
+    peak, flagged, n, capped = 0.0, 0, 0, 0
     first_flag: int | None = None
     last_flag_inside: int | None = None
     halves: list[np.ndarray] = []
@@ -1197,7 +1204,6 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
         lowers.append(np.asarray(sc["lower"])[pre])
         peak = max(peak, float(s[sel].max()))
         flagged += int((s[sel] > 1).sum())
-        most_flagged = max(most_flagged, int((s[sel] > 1).sum()))
         capped += int((s[sel] == 0.99).sum())
         n += int(sel.sum())
         over = t[sel][s[sel] > 1]
@@ -1214,6 +1220,8 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
     evidence = max((((a["end"] - a["start"]) // step_ms + 1) * a["peak"]
                     for a in row["intervals"]), default=0.0)
     ipeak = max((a["peak"] for a in row["intervals"]), default=0.0)
+    total_evidence = sum(((a["end"] - a["start"]) // step_ms + 1) * a["peak"]
+                         for a in row["intervals"])
     long_incident = inc["duration_min"] >= 180
     absorbed = (last_flag_inside is not None
                 and last_flag_inside < inc["end_ms"] - 3 * step_ms)
@@ -1230,12 +1238,8 @@ def diagnose(row: dict[str, Any], scores: dict[str, Any], inc: dict[str, Any]) -
             cls = "within band"
     elif long_incident and absorbed:
         cls = "absorbed"
-    elif longest < 180 and len(row["series"]) < 4:
-        cls = "intermittent" if most_flagged * step_ms >= 3 * HOUR_MS else "too short"
-    elif longest < 180:
-        cls = "burst under 4"
-    elif longest >= 180 and ipeak < 3:
-        cls = "peak below 3"
+    elif total_evidence < _persistence_evidence():
+        cls = "little evidence" if len(row["series"]) < 4 else "burst under 4"
     else:
         cls = "other"
     half = np.concatenate(halves) if halves else np.zeros(0)
@@ -1490,9 +1494,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines += ["", "**Why incidents were missed at insight level** (from the store's scores; "
               "no anomaly: 'within band' peak score < 0.5, 'below threshold' 0.5..1, 'guarded' "
               "a guard capped a score > 1; anomaly but no insight: 'absorbed' the flags "
-              "stopped before the end of a >= 3 h incident, 'intermittent' flags adding up to "
-              "3 h without a 3 h interval, 'too short' every interval < 3 h on < 4 series, "
-              "'burst under 4' the same on >= 4 series, 'peak below 3', 'other')", "",
+              f"stopped before the end of a >= 3 h incident, 'little evidence' the intervals "
+              f"carry less than {_persistence_evidence():g} score-steps of persistence evidence "
+              "on < 4 series, 'burst under 4' the same on >= 4 series, 'other')", "",
               "| kind | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for kind in KINDS:
         if kind in classes:
