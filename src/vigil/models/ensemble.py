@@ -38,6 +38,7 @@ from vigil.models.ets_scoring import (
     combine,
     combine_members,
     finish_scores,
+    fit_window_test,
     level_factors,
     predictive_nll,
     prior_tail,
@@ -46,7 +47,6 @@ from vigil.models.ets_scoring import (
     scale_score,
     tail_args,
     weighted_majority,
-    window_history,
     window_rates,
 )
 from vigil.models.guards import Guards
@@ -250,26 +250,10 @@ class Ensemble(Model):
         return self
 
     def _fit_windows(self, z: np.ndarray) -> None:
-        """The multi-scale window test's clip, laws and running windows from held-out
-        standardised residuals ``z`` [n, h] (see :mod:`vigil.models.ets_scoring`); rows with
-        too few residuals for a law get no window test (scale ``inf``)."""
-        n = z.shape[0]
-        rate = window_rates()
-        absz = np.abs(z)
-        cnt = np.isfinite(z).sum(axis=1)
-        clip = np.zeros(n)
-        ok = cnt >= 30
-        if ok.any():
-            clip[ok] = np.nanquantile(absz[ok], calibration.TAIL_LEVEL, axis=1)
-        self.wclip_ = clip
-        self.ew_ = np.zeros((n, len(rate)))
-        stats = window_history(np.ascontiguousarray(z, dtype=np.float64), clip, rate, self.ew_)
-        self.wnu_ = np.empty((n, len(rate)))
-        self.wc_ = np.full((n, len(rate)), np.inf)
-        for s in range(len(rate)):  # a loop over the few spans, each vectorised over rows
-            fit = calibration.fit_tail(stats[s])
-            self.wnu_[:, s] = fit.nu
-            self.wc_[:, s] = np.where(fit.n_used >= 200, fit.c, np.inf)
+        """The multi-scale window test from held-out standardised residuals ``z`` [n, h] (see
+        :mod:`vigil.models.ets_scoring`)."""
+        test = fit_window_test(z)
+        self.wclip_, self.ew_, self.wnu_, self.wc_ = test.clip, test.ew, test.nu, test.c
 
 
     def _set_surprise(self, surprise: calibration.SurpriseTail) -> None:

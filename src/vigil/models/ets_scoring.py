@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
@@ -197,7 +198,8 @@ def scale_score(
                 recal_u[i], recal_beta[i],
             )
             if cnt >= warmup and sig > 0.0:
-                lp = min(lp, window_log_p(r / sig, ew[i], wclip[i], wrate, wnu[i], wc[i]))
+                lp = with_window(lp, window_log_p(r / sig, ew[i], wclip[i], wrate, wnu[i],
+                                                  wc[i]), wc[i])
             out[3, i, t] = math.exp(lp)
             out[4, i, t] = max(lp, calibration.LOG_P_FLOOR) / log_alpha
             cnt += 1
@@ -223,8 +225,9 @@ def scale_score(
 # Student-t law fitted, like the point residuals, on the same held-out residuals
 # (:func:`calibration.fit_tail`).  The spans are in steps (a window test asks "how many
 # consecutive points deviate", whatever the step); the p-value of the smallest of the
-# ``S`` windows is multiplied by ``S`` (Bonferroni), so the windows together spend at most
-# the alarm rate.
+# ``S`` windows is multiplied by ``S`` (Bonferroni), and a point's p-value is twice the
+# smaller of the point test's and the windows' (Bonferroni again, over the two tests), so the
+# point and window tests together spend at most the alarm rate.
 
 WINDOW_SPANS = (4, 16)  # EWMA spans in steps
 
@@ -254,6 +257,19 @@ def window_log_p(z: float, ew: np.ndarray, clip: float, rate: np.ndarray, nu: np
     return best
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def with_window(lp: float, lw: float, c: np.ndarray) -> float:  # pragma: no cover - compiled
+    """A point's ``log p`` from its point test's ``lp`` and its window test's ``lw``:
+    ``log 2 min(p, p_window)`` (at most 0); ``lp`` unchanged for a row without a window test
+    (every window scale ``c`` infinite) or a missing ``lp``."""
+    if lp != lp:
+        return lp
+    for s in range(c.shape[0]):
+        if c[s] < np.inf:
+            return min(min(lp, lw) + math.log(2.0), 0.0)
+    return lp
+
+
 @njit(cache=True, error_model="numpy")
 def window_history(z: np.ndarray, clip: np.ndarray, rate: np.ndarray,
                    ew: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
@@ -277,6 +293,41 @@ def window_history(z: np.ndarray, clip: np.ndarray, rate: np.ndarray,
                 if seen * a >= 4.0:  # 2 k residuals, k = 2 / a - 1 (about)
                     out[s, i, t] = ew[i, s] / math.sqrt(a / (2.0 - a))
     return out
+
+
+@dataclass(frozen=True)
+class WindowTest:
+    """A fitted multi-scale window test: per-row clip [n], running windows [n, S] and the
+    windows' laws (``nu``, ``c`` [n, S]; ``c = inf``: the row has no window test)."""
+
+    clip: np.ndarray
+    ew: np.ndarray
+    nu: np.ndarray
+    c: np.ndarray
+
+
+def fit_window_test(z: np.ndarray, min_count: int = 200) -> WindowTest:
+    """The window test of held-out standardised residuals ``z`` [n, h]: the clip at each row's
+    98% quantile of |z|, each window's Student-t law (:func:`calibration.fit_tail` of its
+    statistics; rows with fewer than ``min_count`` of them get none), and the windows as they
+    stand after ``z``."""
+    z = np.ascontiguousarray(z, dtype=np.float64)
+    n = z.shape[0]
+    rate = window_rates()
+    cnt = np.isfinite(z).sum(axis=1)
+    clip = np.zeros(n)
+    ok = cnt >= 30
+    if ok.any():
+        clip[ok] = np.nanquantile(np.abs(z[ok]), calibration.TAIL_LEVEL, axis=1)
+    ew = np.zeros((n, len(rate)))
+    stats = window_history(z, clip, rate, ew)
+    nu = np.empty((n, len(rate)))
+    c = np.full((n, len(rate)), np.inf)
+    for s in range(len(rate)):  # a loop over the few spans, each vectorised over rows
+        fit = calibration.fit_tail(stats[s])
+        nu[:, s] = fit.nu
+        c[:, s] = np.where(fit.n_used >= min_count, fit.c, np.inf)
+    return WindowTest(clip, ew, nu, c)
 
 
 def quantile_factors(quantiles: np.ndarray, tail: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
