@@ -227,3 +227,21 @@ def test_conformance(make, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from model_conformance import ModelCase, check_all
 
     check_all(ModelCase(make=make), tmp_path)
+
+
+def test_level_reanchors_after_a_gap() -> None:
+    """After a scrape outage the first point is a multi-step forecast: a wandering level that
+    moved while nothing was observed is learnt at once, not rejected as anomalous for
+    ``max_run`` steps (before this rule: up to 32 of the 40 points after the gap flagged)."""
+    rng = np.random.default_rng(11)
+    n, fit, t_len, g0, g1 = 20, 1500, 1700, 1600, 1630
+    walk = 100.0 + np.cumsum(rng.normal(0.0, 1.0, (n, t_len)), axis=1)
+    y = walk + rng.normal(0.0, 0.3, (n, t_len))
+    y[:, g0:g1] = np.nan  # a 30-step outage while the level keeps wandering
+    model = ETS(season_ms=None).fit(_batch(y[:, :fit]))
+    sc = model.score(_batch(y[:, fit:], start=fit * HOUR))
+    after = sc.anomaly_score[:, g1 - fit:g1 - fit + 40]
+    assert (after > 1).sum(axis=1).max() <= 2  # at most the first point or two, no long run
+    # the level is back on the series within a few points
+    err = np.abs(sc.expected[:, g1 - fit + 3:g1 - fit + 40] - y[:, g1 + 3:g1 + 40])
+    assert np.median(err) < 3.0

@@ -93,7 +93,7 @@ def _combine(
 
 class FleetDetector(Model):
     name: ClassVar[str] = "fleet"
-    version: ClassVar[str] = "3"  # 2: recalibration and scale floors; 3: window test
+    version: ClassVar[str] = "4"  # 2: recalibration, scale floors; 3: window test; 4: ETS gap_
 
     def __init__(self, ensemble: dict[str, Any] | None = None,
                  peer: dict[str, Any] | None = None) -> None:

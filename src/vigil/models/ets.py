@@ -56,7 +56,7 @@ FORMS = ("ANN", "AAdN", "ANA", "AAdA")
 
 class ETS(Model):
     name: ClassVar[str] = "ets"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: gap_ (steps since the last observed point)
 
     def __init__(
         self,
@@ -201,6 +201,7 @@ class ETS(Model):
         self.sigma2_ = np.where(nobs > 0, sse / np.maximum(nobs, 1), 0.0)
         self.run_ = np.zeros(n, dtype=np.int64)
         self.run_sum_ = np.zeros(n)
+        self.gap_ = np.zeros(n, dtype=np.int64)
         # series with a searched fit skip the warm-up (their sigma2 comes from the search)
         self.nobs_ = np.where(nobs > 2 * self.warmup, self.warmup, 0).astype(np.int64)
         self.direction_ = self.guards.direction_codes(batch.labels, n)
@@ -302,8 +303,8 @@ class ETS(Model):
 
     _STATE: ClassVar[tuple[str, ...]] = (
         "alpha_", "beta_", "gamma_", "phi_", "form_", "level_", "trend_", "season_",
-        "sigma2_", "floor2_", "run_", "run_sum_", "nobs_", "log_", "log_floor_", "nu_", "c_",
-        "direction_", "guard_hist_", "m_", "step_", "end_",
+        "sigma2_", "floor2_", "run_", "run_sum_", "gap_", "nobs_", "log_", "log_floor_", "nu_",
+        "c_", "direction_", "guard_hist_", "m_", "step_", "end_",
     )  # fmt: skip
 
     def state(self) -> dict[str, np.ndarray]:
@@ -355,7 +356,7 @@ class ETS(Model):
             int((self.end_ // self.step_) % self.m_),
             self.alpha_, self.beta_, self.gamma_, self.phi_,
             self.level_, self.trend_, self.season_, self.sigma2_,
-            self.run_, self.run_sum_, self.floor2_, self.nobs_,
+            self.run_, self.run_sum_, self.gap_, self.floor2_, self.nobs_,
             self.clip, self.reject, self.max_run, self.sigma_rate, self.warmup,
             self.log_, self.log_floor_, mode, *tail,
         )  # fmt: skip

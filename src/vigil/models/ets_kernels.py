@@ -138,6 +138,7 @@ def filter_states(
     sigma2: np.ndarray,  # [n] in/out running one-step error variance
     run: np.ndarray,  # int64 [n] in/out consecutive rejected points
     run_sum: np.ndarray,  # [n] in/out sum of their errors
+    gap: np.ndarray,  # int64 [n] in/out unobserved steps since the last observed point
     floor2: np.ndarray,  # [n] lower bound of sigma2 (a constant series still has a scale)
     nobs: np.ndarray,  # int64 [n] in/out observed points seen
     clip: float,  # errors clipped at clip * sigma before the update (<= 0: no clipping)
@@ -177,6 +178,7 @@ def filter_states(
         s2 = sigma2[i]
         r = run[i]
         rs = run_sum[i]
+        g = gap[i]
         cnt = nobs[i]
         if mode == SCORES:
             lb = calibration.t_lbeta(nu[i])
@@ -196,6 +198,9 @@ def filter_states(
             pred = lv + d + season[i, p]
             sig = np.sqrt(max(s2, floor2[i]))
             observed = t >= first[i] and not np.isnan(v)
+            if observed and g > 0:
+                # after g unobserved steps the prediction is a (g + 1)-step forecast
+                sig *= horizon_factor(g, alpha[i], beta[i], gamma[i], phi[i], m)
             e = v - pred
             if mode != NO_OUTPUT:
                 warming[i, t] = cnt < warmup
@@ -231,7 +236,10 @@ def filter_states(
             if not observed:
                 lv = lv + d
                 tr = d
+                if cnt > 0:
+                    g += 1
                 continue
+            g = 0
             cnt += 1
             pp = p - 1 if p > 0 else m - 1
             if cnt <= warmup:
@@ -269,5 +277,25 @@ def filter_states(
         sigma2[i] = s2
         run[i] = r
         run_sum[i] = rs
+        gap[i] = g
         nobs[i] = cnt
     return out, warming
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def horizon_factor(g: int, alpha: float, beta: float, gamma: float, phi: float,
+                   m: int) -> float:  # pragma: no cover - compiled
+    """``sqrt(1 + sum_{i=1..g} c_i^2)``, ``c_i = alpha + beta (phi + ... + phi^i) +
+    gamma [m | i]``: the sd of a ``(g + 1)``-step forecast in one-step sds (the forecasts'
+    analytic variance).  A point after a gap of ``g`` steps is such a forecast: its rejection
+    and clipping thresholds widen with it, so the level re-anchors after a scrape outage
+    instead of rejecting ``max_run`` points that only show where the series went meanwhile."""
+    total = 1.0
+    damp = 0.0
+    pw = 1.0
+    for i in range(1, min(g, 100_000) + 1):
+        pw *= phi
+        damp += pw
+        ci = alpha + beta * damp + (gamma if m > 1 and i % m == 0 else 0.0)
+        total += ci * ci
+    return math.sqrt(total)
