@@ -255,7 +255,6 @@ class Ensemble(Model):
         test = fit_window_test(z)
         self.wclip_, self.ew_, self.wnu_, self.wc_ = test.clip, test.ew, test.nu, test.c
 
-
     def _set_surprise(self, surprise: calibration.SurpriseTail) -> None:
         self.recal_u_, self.recal_beta_ = surprise.u, surprise.beta
         self.qband_ = recalibrated_band(self.nu_, surprise, self.alarm_rate)

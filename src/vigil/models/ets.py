@@ -23,7 +23,10 @@ One error-correction recursion covers the four forms (see :mod:`vigil.models.ets
 **Score** is causal and online: each point is predicted from the state before it, scored,
 then learnt unless anomalous (``|e| > reject * sigma``), in which case the prediction stands
 in for it; a run of more than ``max_run`` anomalous points is a level shift and is learnt.
-A missing value advances the state by its prediction.  Scores go through the guards.
+A missing value advances the state by its prediction; the first point after ``g`` missing
+ones is a ``(g + 1)``-step forecast, so its scale (and with it the rejection and clipping
+thresholds, band and p-value) is the one-step scale times the forecasts' sd factor
+``sqrt(1 + sum_{i<=g} c_i^2)`` (``c_i`` below).  Scores go through the guards.
 
 **Forecast**: quantiles ``mean + sd_h c t_nu(q)`` with the analytic variance growth
 ``sigma^2 (1 + sum_{i<h} c_i^2)``, ``c_i = alpha + beta (phi + ... + phi^i) + gamma [m | i]``;

@@ -167,8 +167,9 @@ def scale_score(
     """Scores of predictions with a running residual scale (as :func:`scale_filter`):
     ``out [5, n, T]`` (expected, lower, upper, p, raw score) and ``warming [n, T]``; every
     log p-value goes through :func:`calibration.recalibrate_log_p` (``qband`` must be the band
-    factor of the recalibrated law, :func:`recalibrated_band`), and a point's p-value is the
-    smaller of its own and the multi-scale window test's (:func:`window_log_p`)."""
+    factor of the recalibrated law, :func:`recalibrated_band`), combined with the multi-scale
+    window test's (:func:`with_window`); the scale is ``level_factor`` times the running scale
+    of the residuals divided by it, at least ``sqrt(qfloor2)``."""
     n, t_len = values.shape
     out = np.empty((5, n, t_len))  # every cell is written below
     warming = np.empty((n, t_len), dtype=np.bool_)
