@@ -1392,6 +1392,16 @@ def _dur_label(minutes: int) -> str:
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h"
 
 
+def _effective_magnitude(row: dict[str, Any]) -> float:
+    """An incident's magnitude in noise sds: the matrix cell's, or for the kinds with a
+    natural magnitude (stuck, drop) the recorded ``magnitude_peak`` (the largest absolute
+    change of the expected value over the window)."""
+    mag = row.get("magnitude")
+    if mag is None:
+        mag = row.get("magnitude_peak")
+    return float(mag) if mag is not None else 0.0
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     per = summary["incidents"]
     lines = [f"Scenario matrix, seed {summary['seed']}: {len(per)} incidents, "
@@ -1431,6 +1441,22 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"{_num(_median(r['anomaly_delay_min'] for r in rs))} | "
             f"{_num(_median(r['insight_delay_min'] for r in rs))} | "
             f"{_frac(rs, 'placebo_anomaly')} / {_frac(rs, 'placebo_insight')} |")
+    # the issue's target cells: magnitude >= 4 noise sds (stuck and drop: the effective
+    # magnitude recorded, magnitude_peak) and >= 30 minutes
+    target = [r for r in per if r["duration_min"] >= 30 and _effective_magnitude(r) >= 4]
+    lines += ["", "**Target cells** (magnitude >= 4 noise sds, for stuck and drop the effective "
+              "magnitude; duration >= 30 min): anomaly / insight found of n, and the insight "
+              "share", "", "| kind | n | anomaly | insight | insight share |",
+              "|---|---|---|---|---|"]
+    for kind in KINDS:
+        rs = [r for r in target if r["kind"] == kind]
+        if rs:
+            share = sum(r["insight"] for r in rs) / len(rs)
+            lines.append(f"| {kind} | {len(rs)} | {_frac(rs, 'anomaly')} | "
+                         f"{_frac(rs, 'insight')} | {share:.2f} |")
+    lines.append(f"| all | {len(target)} | {_frac(target, 'anomaly')} | "
+                 f"{_frac(target, 'insight')} | "
+                 f"{sum(r['insight'] for r in target) / max(len(target), 1):.2f} |")
     for attr, title, order in (
         ("magnitude", "magnitude (noise sds; stuck/drop: natural)",
          [_mag_label(m) for m in MAGNITUDES] + ["natural"]),
