@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from vigil.batch import SeriesBatch
+from vigil.benchmarks import median_step
 from vigil.benchmarks.kpi_score import DELAY, BestF1, Counts, best_f1, counts_at, segments
 from vigil.engine.backtest import BacktestConfig, parse_duration
 from vigil.engine.replay import ReplayConfig, replay_partition
@@ -72,14 +73,7 @@ class KpiFile:
 
     def step(self) -> int:
         """The median of the positive gaps between consecutive rows in time order (seconds)."""
-        d = np.diff(np.sort(self.timestamps))
-        d = d[d > 0]
-        if not len(d):
-            raise ValueError(
-                f"{self.name} has no two distinct timestamps: expected at least two rows with "
-                "different timestamps to infer the step"
-            )
-        return int(np.median(d))
+        return median_step(self.timestamps, self.name)
 
     def columns(self) -> np.ndarray:
         """The grid column of every row (int64 [n])."""

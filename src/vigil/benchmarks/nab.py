@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from vigil.batch import SeriesBatch
+from vigil.benchmarks import median_step
 from vigil.benchmarks.nab_score import (
     ProfileResult,
     ScoringFrame,
@@ -82,15 +83,8 @@ class NabFile:
         return probation_length(len(self.values))
 
     def step(self) -> int:
-        """The median of the positive gaps between consecutive rows (ms)."""
-        d = np.diff(self.timestamps)
-        d = d[d > 0]
-        if not len(d):
-            raise ValueError(
-                f"{self.key} has no two distinct timestamps: expected at least two rows with "
-                "increasing timestamps to infer the step"
-            )
-        return int(np.median(d))
+        """The median of the positive gaps between consecutive rows in time order (ms)."""
+        return median_step(self.timestamps, self.key)
 
     def batch(self) -> SeriesBatch:
         labels = {"__name__": "nab_value", "file": self.key}
