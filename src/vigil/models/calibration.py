@@ -188,19 +188,23 @@ def _log_p_value(
 
 
 @njit(cache=True, error_model="numpy")
-def _abs_quantile(level: float, nu: float) -> float:  # pragma: no cover - compiled
-    """``q`` with ``P(|T_nu| <= q) = level`` by bisection on ``log q``."""
-    target = math.log1p(-level)
+def _bisect_log_tail(target: float, nu: float, lo: float, hi: float,
+                     halvings: int) -> float:  # pragma: no cover - compiled
+    """``q`` with ``log P(|T_nu| >= q) = target`` by bisection on ``log q`` over ``[lo, hi]``."""
     lb = t_lbeta(nu)
-    lo = -30.0
-    hi = 30.0
-    for _ in range(200):
+    for _ in range(halvings):
         mid = 0.5 * (lo + hi)
         if log_tail2(math.exp(mid), nu, lb) > target:
             lo = mid
         else:
             hi = mid
     return math.exp(0.5 * (lo + hi))
+
+
+@njit(cache=True, error_model="numpy")
+def _abs_quantile(level: float, nu: float) -> float:  # pragma: no cover - compiled
+    """``q`` with ``P(|T_nu| <= q) = level`` by bisection on ``log q``."""
+    return _bisect_log_tail(math.log1p(-level), nu, -30.0, 30.0, 200)
 
 
 @lru_cache(maxsize=64)
@@ -471,16 +475,7 @@ def _abs_quantile_log(nu: np.ndarray, log_tail: np.ndarray) -> np.ndarray:  # pr
     halvings of [-30, 300]: a relative error below 1e-15)."""
     out = np.empty(len(nu))
     for i in range(len(nu)):
-        lb = t_lbeta(nu[i])
-        lo = -30.0
-        hi = 300.0
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            if log_tail2(math.exp(mid), nu[i], lb) > log_tail[i]:
-                lo = mid
-            else:
-                hi = mid
-        out[i] = math.exp(0.5 * (lo + hi))
+        out[i] = _bisect_log_tail(log_tail[i], nu[i], -30.0, 300.0, 60)
     return out
 
 
