@@ -93,7 +93,7 @@ def detect_store(
     if end <= begin:
         return {"scored_from": format_ms(begin), "scored_until": format_ms(begin), "steps": 0,
                 "series": 0, "anomalies": 0, "note": "nothing new to score since the cursor"}
-    digest = catalog_digest(store.catalog(tenant).column("series_id").to_numpy())
+    digest = catalog_digest(store.modelled_catalog(tenant).column("series_id").to_numpy())
     prev = modelset.current(models_root, tenant) if models_root else None
     reuse = (prev is not None and prev.cursor == begin and prev.catalog == digest
              and (fit_every is None or begin - prev.fitted_at < parse_duration(fit_every)))

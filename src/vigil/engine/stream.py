@@ -197,7 +197,9 @@ def replay_store(
     ``models_out``: where to save each partition's final model; ``ledger``
     (:class:`vigil.ledger.capture.LedgerSpec`): each worker also returns the decision records
     of its partition (``StreamResult.decisions``, sorted by kind and subject)."""
-    catalog = store.catalog(tenant)
+    # the series the engine models: gauges as they are, counters and histograms as their
+    # derived views (vigil.metrictypes); raw cumulative series are their sources only
+    catalog = store.modelled_catalog(tenant)
     ids = catalog.column("series_id").to_numpy()
     labels = [parse_labels_json(t) for t in catalog.column("labels").to_pylist()]
     part = partition_of(group_ids(labels), n_partitions)

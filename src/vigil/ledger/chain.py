@@ -295,7 +295,10 @@ def verify_rows(tenant: str, records: Sequence[Mapping[str, Any]],
 
         raw, bad_text = _text(cp["body"])
         try:
-            public_key.verify(bytes.fromhex(str(cp["signature"])), raw)
+            sig = bytes.fromhex(str(cp["signature"]))
+            if sig.hex() != str(cp["signature"]):  # one spelling only: lowercase hex
+                raise ValueError("signature is not in lowercase hex")
+            public_key.verify(sig, raw)
         except (InvalidSignature, ValueError):
             cfail(f"signature does not verify with public key {kid}: the checkpoint was "
                   "altered or was signed by another key (pass the right --public-key)")

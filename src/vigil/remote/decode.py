@@ -93,7 +93,8 @@ class WriteBatch:
     stale_timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     exemplars: int = 0  # dropped (counted)
     histograms: int = 0  # dropped (counted)
-    metadata: int = 0  # ignored (counted)
+    metadata: int = 0  # metadata entries (counted)
+    types: dict[str, str] = field(default_factory=dict)  # their family name -> metric type
 
     @property
     def n_series(self) -> int:
@@ -254,6 +255,7 @@ class RemoteDecoder:
                 parsed.exemplars,
                 parsed.histograms,
                 parsed.metadata,
+                parsed.types,
             )
         return WriteBatch(
             sids,
@@ -264,6 +266,7 @@ class RemoteDecoder:
             exemplars=parsed.exemplars,
             histograms=parsed.histograms,
             metadata=parsed.metadata,
+            types=parsed.types,
         )
 
 

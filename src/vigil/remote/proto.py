@@ -29,7 +29,7 @@ followed by a conversion to flat arrays.  ``vigil.remote.fast`` must decode exac
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -167,6 +167,7 @@ class Parsed:
     exemplars: int = 0
     histograms: int = 0
     metadata: int = 0
+    types: dict[str, str] = field(default_factory=dict)  # family name -> metric type
 
     @property
     def n_series(self) -> int:
@@ -220,4 +221,25 @@ def parse_reference(data: bytes, max_series: int, max_samples: int) -> Parsed:
         exemplars=exemplars,
         histograms=histograms,
         metadata=len(req.metadata),
+        types=metadata_types(req.metadata),
     )
+
+
+# MetricMetadata.MetricType of prompb/types.proto -> vigil.metrictypes names
+METADATA_TYPES = {0: "unknown", 1: "counter", 2: "gauge", 3: "histogram", 4: "histogram",
+                  5: "summary", 6: "info", 7: "stateset"}
+
+
+def metadata_types(entries: Any) -> dict[str, str]:
+    """Family name -> metric type of a request's ``metadata`` (unknown enum values and names
+    that are not valid UTF-8 are skipped: metadata is advisory)."""
+    out: dict[str, str] = {}
+    for md in entries:
+        kind = METADATA_TYPES.get(int(md.type))
+        try:
+            name = bytes(md.metric_family_name).decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if kind is not None and name:
+            out[name] = kind
+    return out

@@ -19,7 +19,7 @@ QUANTILES = (0.1, 0.5, 0.9)
 
 def series_forecast(store: Any, tenant: str, config: ServeConfig, series_id: int,
                     horizon: int) -> dict[str, Any]:
-    catalog = store.catalog(tenant) if tenant in store.tenants() else None
+    catalog = store.modelled_catalog(tenant) if tenant in store.tenants() else None
     if catalog is None:
         raise KeyError(f"tenant {tenant!r} has no series yet")
     ids = catalog.column("series_id").to_numpy()

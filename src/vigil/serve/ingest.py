@@ -73,6 +73,10 @@ class RemoteWriteIngest:
                 batch: WriteBatch = self.decoder.decode(body)
         except RemoteWriteError as exc:
             raise HTTPException(exc.status, exc.reason) from None
+        if batch.types:  # metric types (Prometheus sends metadata in requests of their own)
+            import time
+
+            self.store.declare_types(tenant, batch.types, "metadata", int(time.time() * 1000))
         known = self.known(tenant)
         new = np.setdiff1d(batch.series_ids, known, assume_unique=False)
         limit = self.limit_for(tenant)

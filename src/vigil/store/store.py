@@ -22,9 +22,10 @@ import numpy as np
 import pyarrow as pa
 from deltalake.exceptions import DeltaError
 
+from vigil import metrictypes as mt
 from vigil.batch import SeriesBatch
 from vigil.selector import Selector, duckdb_cursor, parse_selector
-from vigil.series import parse_labels_json, validate_tenant
+from vigil.series import labels_json, parse_labels_json, validate_tenant
 from vigil.store import catalog as cat
 from vigil.store import events as ev
 from vigil.store import samples as sm
@@ -32,6 +33,9 @@ from vigil.store.layout import CATALOG, EVENTS, SAMPLES, Head, Layout, table_key
 from vigil.store.txn import Txn, dataset, log_entry, open_table, transaction
 
 CATALOG_CACHE_TENANTS = 8
+METRIC_TYPES_TABLE = "metric_types"
+METRIC_TYPES_SCHEMA = pa.schema([("name", pa.string()), ("type", pa.string()),
+                                 ("source", pa.string()), ("at", pa.int64())])
 
 
 class Store:
@@ -43,6 +47,7 @@ class Store:
         self._catalogs: OrderedDict[str, tuple[tuple[int, int], cat.CatalogSnapshot]] = (
             OrderedDict()
         )
+        self._plans: OrderedDict[str, tuple[tuple[Any, ...], mt.ViewPlan]] = OrderedDict()
 
     @property
     def root(self) -> Path:
@@ -239,19 +244,101 @@ class Store:
         """Dense batch over ``[start, end)`` (see ``batch.py``): one row per matching series
         with at least one sample in the range, ordered by series_id; NaN where a step has
         no sample.  ``series_ids`` narrows the selection to those series (an engine
-        partition)."""
+        partition); an id of a derived series (:meth:`view_plan`: a counter's rate, a
+        histogram's quantile) gives that series, computed on this grid from its raw
+        sources."""
         for name, value in (("start", start), ("end", end), ("step", step)):
             if not isinstance(value, int | np.integer):
                 raise TypeError(f"{name}={value!r} must be an int (ms)")
         if step <= 0:
             raise ValueError(f"step={step} ms is invalid: expected a positive step")
+        views = np.zeros(0, dtype=np.int64)
+        plan = None
+        if series_ids is not None:
+            wanted = np.unique(np.asarray(series_ids, dtype=np.int64))
+            plan = self.view_plan(tenant)
+            pos, is_view = plan.view_index(wanted)
+            if is_view.any():
+                views = pos[is_view]
+                sources = np.concatenate([plan.view_sources[p] for p in views])
+                series_ids = np.union1d(wanted[~is_view], sources)
+                raw_wanted = wanted[~is_view]
         sid, ts, val, snap = self._scan(tenant, _parse(selector), int(start), int(end),
                                         series_ids)
         ids, values = sm.dense_from_sorted(sid, ts, val, start=start, end=end, step=step)
         pos, _ = snap.positions(ids)
         texts = snap.table.column("labels").combine_chunks().take(pa.array(pos)).to_pylist()
         labels = [parse_labels_json(t) for t in texts] if len(ids) else []
+        if len(views) and plan is not None:
+            rows = {int(i): values[r] for r, i in enumerate(ids)}
+            derived = mt.view_values(plan, views, rows, int(step), values.shape[1])
+            keep_raw = np.isin(ids, raw_wanted)
+            has = ~np.isnan(derived).all(axis=1)
+            all_ids = np.concatenate([ids[keep_raw], plan.view_ids[views][has]])
+            all_values = np.concatenate([values[keep_raw], derived[has]])
+            all_labels = [lab for lab, k in zip(labels, keep_raw, strict=True) if k] + [
+                plan.view_labels[p] for p, h in zip(views, has, strict=True) if h]
+            order = np.argsort(all_ids, kind="stable")
+            return SeriesBatch(all_ids[order], int(start), int(step), all_values[order],
+                               [all_labels[i] for i in order])
         return SeriesBatch(ids, int(start), int(step), values, labels)
+
+    # ------------------------------------------------------- metric types and views
+
+    def metric_types(self, tenant: str) -> dict[str, str]:
+        """Declared metric types (metric or family name -> type): remote-write metadata,
+        ``# TYPE`` lines and the user's overrides (``vigil types set``); an override wins over
+        metadata, and the latest declaration of a source wins."""
+        table = self.read_table(tenant, METRIC_TYPES_TABLE)
+        if table is None or table.num_rows == 0:
+            return {}
+        rank = {"metadata": 0, "file": 0, "config": 1}
+        rows = sorted(table.to_pylist(), key=lambda r: (rank.get(r["source"], 0), r["at"]))
+        return {r["name"]: r["type"] for r in rows}
+
+    def declare_types(self, tenant: str, types: dict[str, str], source: str, at: int) -> int:
+        """Keep declared types (see :meth:`metric_types`); only changes are written."""
+        current = self.metric_types(tenant)
+        new = {k: mt.check_type(k, v) for k, v in types.items()}
+        new = {k: v for k, v in new.items() if current.get(k) != v or source == "config"}
+        if not new:
+            return 0
+        self.write_table(tenant, METRIC_TYPES_TABLE, pa.table({
+            "name": list(new), "type": list(new.values()), "source": [source] * len(new),
+            "at": [int(at)] * len(new)}, schema=METRIC_TYPES_SCHEMA))
+        return len(new)
+
+    def view_plan(self, tenant: str) -> mt.ViewPlan:
+        """The tenant's metric types and derived series (:mod:`vigil.metrictypes`), cached
+        per catalog and declared-types version."""
+        head = self._head(tenant)
+        key = (self._cache_key(tenant, head),
+               head.versions.get(table_key(METRIC_TYPES_TABLE)))
+        with self._lock:
+            hit = self._plans.get(tenant)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+        snap = self._snapshot(tenant, head)
+        labels = [parse_labels_json(t) for t in snap.table.column("labels").to_pylist()]
+        plan = mt.plan_views(snap.ids, labels, self.metric_types(tenant))
+        with self._lock:
+            self._plans[tenant] = (key, plan)
+            while len(self._plans) > CATALOG_CACHE_TENANTS:
+                self._plans.popitem(last=False)
+        return plan
+
+    def modelled_catalog(self, tenant: str) -> pa.Table:
+        """``series_id, labels`` of the series the engine models, sorted by id: raw series
+        whose role is ``scored`` (gauges, summary quantiles) and every derived series."""
+        plan = self.view_plan(tenant)
+        snap = self._snapshot(tenant, self._head(tenant))
+        raw = snap.table.filter(pa.array(plan.role == mt.ROLE_SCORED)) if len(plan.role) \
+            else snap.table
+        views = pa.table({"series_id": pa.array(plan.view_ids, pa.int64()),
+                          "labels": pa.array([labels_json(v) for v in plan.view_labels],
+                                             pa.string())})
+        both = pa.concat_tables([raw.select(["series_id", "labels"]), views])
+        return both.sort_by("series_id")
 
     def events(self, tenant: str, start: int | None = None, end: int | None = None) -> pa.Table:
         """Events with ``start <= time < end`` (None: unbounded), sorted by time, event_id."""
