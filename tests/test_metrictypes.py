@@ -242,3 +242,56 @@ def test_a_latency_regression_seen_only_in_buckets_opens_an_insight(tmp_path: Pa
     assert hits, "the latency regression opened no insight"
     text = json.dumps(hits[0])
     assert "http_request_duration_seconds" in text and "_bucket" not in text
+
+
+# ------------------------------------------------------------------ where types come from
+
+
+def test_remote_write_metadata_declares_types():
+    from vigil.remote.decode import RemoteDecoder, RemoteLimits
+    from vigil.remote.proto import WriteRequest
+
+    req = WriteRequest()
+    for name, kind in ((b"node_cpu_seconds_total", 1), (b"node_load1", 2),
+                       (b"rpc_seconds", 3), (b"gc_seconds", 5), (b"odd", 99)):
+        md = req.metadata.add()
+        md.metric_family_name, md.type = name, kind
+    batch = RemoteDecoder(RemoteLimits()).decode(req.SerializeToString(), compressed=False)
+    assert batch.metadata == 5 and batch.n_samples == 0
+    assert batch.types == {"node_cpu_seconds_total": "counter", "node_load1": "gauge",
+                           "rpc_seconds": "histogram", "gc_seconds": "summary"}
+
+
+def test_type_lines_of_a_csv_file_and_the_users_override(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from vigil.cli import app
+    from vigil.ingest import ingest_files
+
+    path = tmp_path / "a.csv"
+    path.write_text("# HELP jobs_done_count Jobs done.\n# TYPE jobs_done_count counter\n"
+                    "# TYPE odd_thing sausage\ntimestamp,__name__,pod,value\n"
+                    "0,jobs_done_count,a,1\n60,jobs_done_count,a,5\nx,jobs_done_count,a,9\n")
+    store = Store(tmp_path / "s")
+    report = ingest_files(store, "t", [path])
+    fr = report.files[0]
+    assert fr.rows_written == 2 and fr.rows_skipped == 1
+    assert fr.errors[0].line == 7  # comment lines count in the line numbers
+    assert any("'sausage' for 'odd_thing' is invalid" in n for n in fr.notes)
+    assert store.metric_types("t") == {"jobs_done_count": "counter"}
+    assert list(store.view_plan("t").view_kind) == ["rate"]
+    runner = CliRunner()
+    res = runner.invoke(app, ["types", "set", "jobs_done_count", "gauge", "--store",
+                              str(tmp_path / "s"), "--tenant", "t"])
+    assert res.exit_code == 0, res.output
+    assert store.metric_types("t") == {"jobs_done_count": "gauge"}
+    assert len(store.view_plan("t").view_ids) == 0
+    res = runner.invoke(app, ["types", "set", "jobs_done_count", "countr", "--store",
+                              str(tmp_path / "s"), "--tenant", "t"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    res = runner.invoke(app, ["types", "list", "--format", "json", "--store",
+                              str(tmp_path / "s"), "--tenant", "t"])
+    assert res.exit_code == 0
+    row = json.loads(res.output)[0]
+    assert (row["metric"], row["type"], row["declared"], row["modelled"]) == (
+        "jobs_done_count", "gauge", "gauge", "as is")

@@ -130,8 +130,8 @@ tenants:
   sim: {{bearer_token: {TOKEN}}}
   pulled: {{bearer_token: pulled-token-0123456789}}
 readers:
-  - {{url: "http://127.0.0.1:{prom_port}", queries: [node_load1, "up"], step: 1s, every: 2s,
-     lookback: 30s, tenant: pulled}}
+  - {{url: "http://127.0.0.1:{prom_port}", queries: [node_load1, "up", node_cpu_seconds_total],
+     step: 1s, every: 2s, lookback: 30s, tenant: pulled}}
 schedule: {{warmup: 1d, fit_window: 2d, fit_every: 1d, infer_every: 2s, delay: 1s,
            checkpoint_every: 1s}}
 alertmanager: {{url: "http://127.0.0.1:{am_port}", resend_every: 5s}}
@@ -162,6 +162,7 @@ remote_write:
   - url: {vigil_url}/api/v1/write
     basic_auth: {{username: prom, password: prom-secret}}
     queue_config: {{batch_send_deadline: 1s}}
+    metadata_config: {{send: true, send_interval: 1s}}
 """)
     prom = spawn("prometheus", "prometheus", f"--config.file={tmp_path}/prom.yml",
                  f"--storage.tsdb.path={tmp_path}/prom-data",
@@ -259,3 +260,25 @@ remote_write:
     assert vigil.wait(60) in (0, -signal.SIGTERM), _tail(vigil)
     assert "Traceback" not in _tail(vigil), _tail(vigil)
     assert store.stats("sim")["samples"] == len(ts)
+
+    # 7. metric types: node-exporter's counters arrive typed through remote-write metadata
+    # (tenant 'prom') and through the reader's /api/v1/metadata (tenant 'pulled'), and detect
+    # scores node_cpu_seconds_total as its per-second rate, never the raw counter
+    for tenant in ("prom", "pulled"):
+        assert store.metric_types(tenant).get("node_cpu_seconds_total") == "counter", tenant
+    from vigil.engine.backtest import BacktestConfig
+    from vigil.engine.detect import detect_store
+    from vigil.models.defaults import default_factory
+
+    stats = store.stats("prom")
+    warmup = (stats["max_timestamp"] - stats["min_timestamp"]) // 2000  # half the data, in s
+    run = detect_store(store, "prom", default_factory(), ledger=False, config=BacktestConfig(
+        warmup=f"{max(warmup, 2)}s", fit_window="1d", forecast_every="0"))
+    scores = store.read_table("prom", "scores")
+    assert scores is not None, run
+    cpu = [x for x in set(scores["labels"].to_pylist()) if "node_cpu_seconds_total" in x]
+    assert cpu and all('"vigil_view":"rate"' in x for x in cpu), cpu[:3]
+    keep = np.isin(np.array(scores["labels"].to_pylist(), dtype=object), cpu)
+    # CPU seconds per second of one cpu and mode: between 0 and 1 (a little slack for jitter)
+    values = scores["value"].to_numpy(zero_copy_only=False)[keep]
+    assert np.nanmin(values) >= 0 and np.nanmax(values) <= 1.5, (values.min(), values.max())

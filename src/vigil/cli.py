@@ -33,7 +33,10 @@ bench_app = typer.Typer(help="Public benchmarks: NAB and KPI (detection), M4 Hou
                         no_args_is_help=True)
 suppress_app = typer.Typer(help="Suppression rules: mute insights, or do not learn a window.",
                            no_args_is_help=True)
+types_app = typer.Typer(help="Metric types (counter, gauge, histogram...) and the series Vigil "
+                             "models from them (rates, quantiles).", no_args_is_help=True)
 app.add_typer(events_app, name="events")
+app.add_typer(types_app, name="types")
 app.add_typer(bench_app, name="bench")
 app.add_typer(suppress_app, name="suppress")
 app.add_typer(ledger_app, name="ledger")
@@ -148,6 +151,54 @@ def events_list(
     out = Table("time", "kind", "labels", "summary")
     for row in table.sort_by("time").to_pylist():
         out.add_row(format_ms(row["time"]), row["kind"], row["labels"], row["summary"])
+    console.print(out)
+
+
+@types_app.command("set")
+def types_set(
+    name: Annotated[str, typer.Argument(help="Metric or family name, e.g. jobs_done_count.")],
+    metric_type: Annotated[str, typer.Argument(
+        metavar="TYPE", help="counter, gauge, histogram, summary, info, stateset or unknown.")],
+    store: StoreOpt,
+    tenant: TenantOpt = "default",
+) -> None:
+    """Declare a metric's type (wins over remote-write metadata and naming rules)."""
+    import time
+
+    from vigil.series import LabelError, validate_metric_name
+
+    try:
+        validate_metric_name(name)
+        _open_store(store).declare_types(tenant, {name: metric_type}, "config",
+                                         int(time.time() * 1000))
+    except (ValueError, LabelError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{name}: {metric_type.lower()}", markup=False, highlight=False)
+
+
+@types_app.command("list")
+def types_list(
+    store: StoreOpt,
+    tenant: TenantOpt = "default",
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Per metric name: its type, how it is modelled (as is, as views, not scored), its series
+    and the views derived from it."""
+    from vigil.metrictypes import summarise
+    from vigil.series import parse_labels_json
+
+    st = _open_store(store)
+    labels = [parse_labels_json(t) for t in st.catalog(tenant).column("labels").to_pylist()]
+    rows = summarise(st.view_plan(tenant), labels, st.metric_types(tenant))
+    if fmt == "json":
+        console.print_json(json.dumps(rows))
+        return
+    if fmt != "table":
+        raise _fail(f"--format {fmt!r} is invalid: expected table or json")
+    out = Table("metric", "type", "declared", "modelled", "series", "views")
+    for r in rows:
+        out.add_row(r["metric"], r["type"], r["declared"] or "-", r["modelled"],
+                    str(r["series"]), ", ".join(f"{k} x{v}" for k, v in r["views"].items()))
     console.print(out)
 
 

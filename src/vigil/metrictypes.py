@@ -41,6 +41,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -309,3 +310,26 @@ def view_values(plan: ViewPlan, positions: np.ndarray, source_rows: Mapping[int,
         inc, _ = increases(np.ascontiguousarray(src, dtype=np.float64))
         out[r] = bucket_quantiles(quantile_of(plan.view_kind[p]), plan.view_le[p], inc)
     return out
+
+
+
+_MODELLED = {ROLE_SCORED: "as is", ROLE_SOURCE: "as views", ROLE_IGNORED: "not scored"}
+
+
+def summarise(plan: ViewPlan, label_sets: Sequence[Mapping[str, str]],
+              declared: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Per metric name of a catalog (``label_sets`` in the order of ``plan``): its type, the
+    declared type, how it is modelled, its series count and the views derived from it."""
+    rows: dict[str, dict[str, Any]] = {}
+    for ls, role, kind in zip(label_sets, plan.role, plan.type, strict=True):
+        name = ls.get(METRIC_LABEL, "")
+        row = rows.setdefault(name, {"metric": name, "type": kind,
+                                     "declared": _declared(name, declared),
+                                     "modelled": _MODELLED[role], "series": 0, "views": {}})
+        row["series"] += 1
+    for lab, kind in zip(plan.view_labels, plan.view_kind, strict=True):
+        name = lab.get(METRIC_LABEL, "")
+        src = rows.get(name) or rows.get(f"{name}_bucket")
+        if src is not None:
+            src["views"][kind] = src["views"].get(kind, 0) + 1
+    return sorted(rows.values(), key=lambda r: str(r["metric"]))

@@ -21,6 +21,7 @@ counts the rows the store dropped within appends (``Store.append`` returns the r
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +49,7 @@ from vigil.ingest.report import (
     show_value,
 )
 from vigil.ingest.timestamps import DETECT_SAMPLE, TsFormat, detect_numeric, detect_strings
+from vigil.metrictypes import check_type
 from vigil.series import validate_tenant
 
 DEFAULT_CHUNK_ROWS = 1_000_000
@@ -59,6 +61,8 @@ class SampleSink(Protocol):
     """What ingest needs from ``vigil.store.Store``."""
 
     def append(self, tenant: str, samples: pa.Table, catalog: pa.Table) -> int: ...
+
+    def declare_types(self, tenant: str, types: dict[str, str], source: str, at: int) -> int: ...
 
 
 @dataclass
@@ -185,6 +189,15 @@ def _ingest_one(
             "see the first errors below",
         )
     fr.status = Status.PARTIAL if fr.rows_skipped else Status.OK
+    if src.types:  # '# TYPE' lines: kept once the file's samples are in
+        valid = {}
+        for name, kind in src.types.items():
+            try:
+                valid[name] = check_type(name, kind)
+            except ValueError as exc:
+                fr.notes.append(f"{exc}; the line is ignored")
+        if valid:
+            store.declare_types(tenant, valid, "file", int(time.time() * 1000))
 
 
 def _convert(

@@ -86,8 +86,10 @@ class CsvSource:
         self.path, self.file, self.block_size = path, file, block_size
         self.size = _file_size(path, file)
         self.invalid_rows = 0  # rows with the wrong number of fields (skipped by Arrow)
+        self.types, self.comment_lines = self._comments()
         self.names = self._header()
-        self.header_lines = 1 + sum(name.count("\n") for name in self.names)
+        self.header_lines = (self.comment_lines + 1
+                             + sum(name.count("\n") for name in self.names))
         self.schema = pa.schema([(n, pa.binary()) for n in self.names])
 
     def _suffix(self) -> str | None:
@@ -97,7 +99,7 @@ class CsvSource:
         raw = pa.OSFile(str(self.path))
         codec = self._suffix()
         stream = pa.CompressedInputStream(raw, codec) if codec else raw
-        read = pcsv.ReadOptions(block_size=self.block_size)
+        read = pcsv.ReadOptions(block_size=self.block_size, skip_rows=self.comment_lines)
         parse = pcsv.ParseOptions(
             newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=handler
         )
@@ -108,6 +110,26 @@ class CsvSource:
             quoted_strings_can_be_null=False,
         )
         return raw, pcsv.open_csv(stream, read, parse, convert)
+
+    def _comments(self) -> tuple[dict[str, str], int]:
+        """Leading ``#`` lines (before the header): ``# TYPE <metric> <type>`` declares a metric
+        type as in Prometheus' text format (``# HELP`` and other comments are skipped) ->
+        (metric -> type, number of comment lines)."""
+        types: dict[str, str] = {}
+        count = 0
+        try:
+            with pa.input_stream(str(self.path), compression="detect") as stream:
+                text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+                for line in text:
+                    if not line.startswith("#"):
+                        break
+                    count += 1
+                    parts = line[1:].split()
+                    if len(parts) == 3 and parts[0] == "TYPE":
+                        types[parts[1]] = parts[2].lower()
+        except (OSError, pa.ArrowException) as exc:
+            raise FileError(self.file, f"cannot read the file ({exc})") from None
+        return types, count
 
     def _header(self) -> list[str]:
         try:
@@ -202,13 +224,15 @@ class CsvSource:
         ncols = len(self.names)
         with pa.input_stream(str(self.path), compression="detect") as stream:
             text = io.TextIOWrapper(stream, encoding="latin-1", newline="")
+            for _ in range(self.comment_lines):
+                text.readline()
             reader = csv.reader(text)
             try:
                 next(reader)
-                end = reader.line_num
+                end = reader.line_num + self.comment_lines
                 ordinal = 0
                 for fields in reader:
-                    start, end = end + 1, reader.line_num
+                    start, end = end + 1, reader.line_num + self.comment_lines
                     if not fields or len(fields) == ncols:
                         if ordinal in remaining:
                             found[ordinal] = start
@@ -245,6 +269,7 @@ class ParquetSource:
         self.path, self.file = path, file
         self.size = _file_size(path, file)
         self.invalid_rows = 0
+        self.types: dict[str, str] = {}  # declared metric types (CSV only: # TYPE lines)
         try:
             self.pf = pq.ParquetFile(str(path))
         except (pa.ArrowInvalid, OSError) as exc:

@@ -4,6 +4,8 @@ Each reader of the config queries its PromQL expressions every ``every`` over th
 last pull (the first pull reaches ``lookback`` back), on a grid of ``step``, and appends the
 result to its tenant's store like any other ingest.  The span ends one ``step`` before now so a
 column is read once complete.  Works against Prometheus, VictoriaMetrics, Thanos, Mimir.
+Metric types come from the server's ``/api/v1/metadata`` at the first pull and hourly after
+(:mod:`vigil.metrictypes`: counters are then modelled as rates).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import numpy as np
 import pyarrow as pa
 
 from vigil.engine.backtest import parse_duration
+from vigil.metrictypes import METRIC_TYPES
 from vigil.series import canonical_labels, labels_json, series_id
 from vigil.serve.config import ReaderConfig
 from vigil.store.samples import long_table
 
 log = logging.getLogger("vigil.serve.pull")
+METADATA_EVERY_S = 3600.0
 
 
 class PullError(RuntimeError):
@@ -73,6 +77,7 @@ class Reader:
         self.every_s = parse_duration(cfg.every) / 1000
         self.last_end: int | None = None
         self.next_due = 0.0
+        self.next_metadata = 0.0  # monotonic time of the next /api/v1/metadata read
 
     def due(self, now: float) -> bool:
         return now >= self.next_due
@@ -86,6 +91,8 @@ class Reader:
                  else end - parse_duration(self.cfg.lookback))
         if end < start:
             return 0
+        if time.monotonic() >= self.next_metadata:
+            self.pull_metadata(store, now_ms)
         total = 0
         for query in self.cfg.queries:
             params = {"query": query, "start": f"{start / 1000:.3f}", "end": f"{end / 1000:.3f}",
@@ -107,6 +114,32 @@ class Reader:
             total += store.append(self.cfg.tenant, samples, catalog)
         self.last_end = end
         return total
+
+    def pull_metadata(self, store: Any, now_ms: int) -> int:
+        """Metric types from ``/api/v1/metadata`` (hourly; best effort: a server without the
+        endpoint, or an error, leaves the naming rules in charge and is retried in an hour).
+        An empty answer (a server that has not scraped yet) is asked again at the next pull.
+        Returns the declarations that changed."""
+        self.next_metadata = time.monotonic() + METADATA_EVERY_S
+        try:
+            resp = self._client.get(self.cfg.url.rstrip("/") + "/api/v1/metadata")
+            body = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("reader %s: /api/v1/metadata failed (%s); metric types follow naming "
+                        "rules", self.cfg.url, exc)
+            return 0
+        if resp.status_code != 200 or body.get("status") != "success":
+            log.warning("reader %s: /api/v1/metadata answered %s", self.cfg.url,
+                        resp.status_code)
+            return 0
+        types = {}
+        for name, entries in (body.get("data") or {}).items():
+            kinds = {str(e.get("type", "")).lower() for e in entries if isinstance(e, dict)}
+            if len(kinds) == 1 and (kind := kinds.pop()) in METRIC_TYPES:
+                types[name] = kind  # several targets disagreeing: no declaration
+        if not types:
+            self.next_metadata = 0.0
+        return store.declare_types(self.cfg.tenant, types, "metadata", now_ms) if types else 0
 
     def close(self) -> None:
         self._client.close()
