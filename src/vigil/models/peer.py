@@ -128,6 +128,8 @@ def _peer_run(
     idx = np.empty(cap, np.int64)
     rank = np.full(n, -1, np.int64)
     sbuf = np.empty(cap)
+    sbuf2 = np.empty(cap)
+    ibuf = np.empty(cap, np.int64)
     for g in range(bounds.shape[0] - 1):
         a, b = bounds[g], bounds[g + 1]
         for t in range(t_len):
@@ -143,19 +145,18 @@ def _peer_run(
                 i = order[j]
                 y = values[i, t]
                 if y == y and (use_all or count[i] >= min_hist):
-                    # insertion by u (groups are small; ties keep member order)
-                    val = y - offset[i]
-                    q = m
-                    while q > 0 and u[q - 1] > val:
-                        u[q] = u[q - 1]
-                        idx[q] = idx[q - 1]
-                        q -= 1
-                    u[q] = val
-                    idx[q] = i
+                    sbuf2[m] = y - offset[i]
+                    ibuf[m] = i
                     m += 1
                     if count[i] >= min_hist and scale[i] > 0:
                         sbuf[n_s] = scale[i]
                         n_s += 1
+            # sorted by u, ties in member order (a stable sort): O(m log m) per step, so a
+            # group of 100,000 instances costs what its size says, not its square
+            perm = np.argsort(sbuf2[:m], kind="mergesort")
+            for q in range(m):
+                u[q] = sbuf2[perm[q]]
+                idx[q] = ibuf[perm[q]]
             for q in range(m):
                 rank[idx[q]] = q
             pooled = np.nan
