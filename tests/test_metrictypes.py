@@ -74,6 +74,19 @@ def test_declared_types_win_over_naming():
         mt.check_type("x", "histo")
 
 
+def test_filesystem_used_is_size_minus_avail():
+    fs = {"instance": "n1", "device": "/dev/sda1", "mountpoint": "/"}
+    sets = [{"__name__": "node_filesystem_size_bytes", **fs},
+            {"__name__": "node_filesystem_avail_bytes", **fs},
+            {"__name__": "node_filesystem_avail_bytes", **fs, "mountpoint": "/data"}]
+    plan, ids = _plan(sets)
+    assert list(plan.view_kind) == ["used"]
+    assert plan.view_labels[0] == {**sets[0], "vigil_view": "used"}
+    rows = {int(ids[0]): np.array([100.0, 100, 100]), int(ids[1]): np.array([60.0, 50, 40])}
+    np.testing.assert_array_equal(mt.view_values(plan, np.array([0]), rows, 60_000, 3)[0],
+                                  [40, 50, 60])
+
+
 def test_rates_follow_prometheus_reset_rule():
     v = np.array([[10.0, 20.0, np.nan, 50.0, 5.0, 7.0]])
     r = mt.rates(v, 60_000)
@@ -295,3 +308,69 @@ def test_type_lines_of_a_csv_file_and_the_users_override(tmp_path: Path):
     row = json.loads(res.output)[0]
     assert (row["metric"], row["type"], row["declared"], row["modelled"]) == (
         "jobs_done_count", "gauge", "gauge", "as is")
+
+
+def test_a_leaking_container_is_forecast_against_its_kube_state_metrics_limit(tmp_path: Path):
+    """cAdvisor's working set (job kubelet) and kube-state-metrics' limits (another job, other
+    labels) meet in one partition; the leak is forecast against the KSM limit."""
+    rng = np.random.default_rng(11)
+    n = 5 * 288
+    t = np.arange(n)
+    limit = 512 * 2**20
+    series = {}
+    leak_from = 4 * 288
+    for pod in ("a", "b", "c"):
+        ctr = {"namespace": "shop", "pod": f"cart-{pod}", "container": "app"}
+        ws = 200 * 2**20 + 5 * 2**20 * rng.standard_normal(n)
+        if pod == "a":  # +1 MiB per 5 minutes from day 4: crosses 512 MiB about 26 h later
+            ws[leak_from:] += 2**20 * (t[leak_from:] - leak_from)
+        series[json.dumps({"__name__": "container_memory_working_set_bytes", "job": "kubelet",
+                           "instance": "10.0.0.1:10250", **ctr})] = ws
+        series[json.dumps({"__name__": "kube_pod_container_resource_limits",
+                           "job": "kube-state-metrics", "instance": "10.0.0.9:8080",
+                           "resource": "memory", "unit": "byte", **ctr})] = np.full(n, limit)
+    store = _store_with(tmp_path, series)
+    cfg = BacktestConfig(warmup="3d", fit_window="14d", forecast_every="1h", horizon="48h")
+    detect_store(store, "t", default_factory(), config=cfg, until=START + n * STEP)
+    ex = store.read_table("t", "exhaustion")
+    assert ex is not None
+    rows = [r for r in ex.to_pylist() if '"pod": "cart-a"' in r["labels"]
+            and r["probability"] >= 0.5 and r["crossing_p50"] is not None]
+    assert rows, "no exhaustion forecast for the leaking pod"
+    last = max(rows, key=lambda r: r["evaluated_at"])
+    assert last["limit"] == limit
+    cross = START + (leak_from + (limit - 200 * 2**20) / 2**20) * STEP
+    assert last["crossing_lo"] <= last["crossing_p50"] <= last["crossing_hi"]
+    left = cross - last["evaluated_at"]
+    assert abs(last["crossing_p50"] - cross) <= 0.3 * left, (last, cross)
+    assert not [r for r in ex.to_pylist() if '"pod": "cart-b"' in r["labels"]
+                and r["probability"] >= 0.5]
+    proactive = [i for i in _insights(store) if i["kind"] == "proactive"]
+    assert proactive and "cart-a" in proactive[0]["json"]
+    # the exhaustion decisions replay bit for bit: their recorded input group holds the limit
+    from vigil.ledger.replay import replay_many
+
+    results = [r for r in replay_many(store, "t") if r["kind"] == "exhaustion"]
+    assert results and all(r["status"] == "match" for r in results), results[:2]
+
+
+def test_config_and_cli_take_metric_types_and_limit_pairs(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from vigil.cli import app
+    from vigil.serve.config import ConfigError, validate_config
+
+    cfg = validate_config({"metric_types": {"jobs_count": "Counter"},
+                           "limit_pairs": [{"usage": "queue_depth", "limit": "queue_capacity",
+                                            "on": ["queue"]}]})
+    assert cfg.metric_types == {"jobs_count": "counter"}
+    assert cfg.limit_pairs[0]["limit"] == "queue_capacity"
+    with pytest.raises(ConfigError, match="metric type 'sausage'"):
+        validate_config({"metric_types": {"x": "sausage"}})
+    with pytest.raises(ConfigError, match="limit pair"):
+        validate_config({"limit_pairs": [{"usage": "x"}]})
+    bad = tmp_path / "pairs.yaml"
+    bad.write_text("- {usage: x}\n")
+    res = CliRunner().invoke(app, ["detect", "--store", str(tmp_path / "s"), "--limit-pairs",
+                                   str(bad)])
+    assert res.exit_code == 2 and "pairs.yaml" in res.output and "Traceback" not in res.output

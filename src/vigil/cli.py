@@ -154,6 +154,21 @@ def events_list(
     console.print(out)
 
 
+def _read_limit_pairs(path: Path) -> tuple[Any, ...]:
+    """Usage/limit pairs from a YAML or JSON list (CLI exit 2 naming the file on errors)."""
+    import yaml
+
+    from vigil.engine.limits import LimitPair
+
+    try:
+        data = yaml.safe_load(path.read_text())
+        if not isinstance(data, list):
+            raise ValueError(f"expected a list of pairs, got {type(data).__name__}")
+        return tuple(LimitPair.from_dict(item) for item in data)
+    except (OSError, yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
+        raise _fail(f"{path}: {exc}") from None
+
+
 @types_app.command("set")
 def types_set(
     name: Annotated[str, typer.Argument(help="Metric or family name, e.g. jobs_done_count.")],
@@ -332,13 +347,18 @@ def detect(
     fit_window: Annotated[str, typer.Option(help="History the model is fitted on.")] = "14d",
     warmup: Annotated[str, typer.Option(help="History needed before the first run.")] = "3d",
     workers: Annotated[int, typer.Option(help="Worker processes (0: every core).")] = 0,
+    limit_pairs: Annotated[Path | None, typer.Option(
+        help="YAML/JSON list of usage/limit pairs ({usage, limit, on, match, zero_is_none}) "
+             "used before the built-in ones (docs/metrics.md).")] = None,
 ) -> None:
     """Score what the store holds since the last run; results stay in the store."""
     from vigil.engine.backtest import BacktestConfig
     from vigil.engine.detect import detect_store
     from vigil.models.defaults import default_factory
 
-    config = BacktestConfig(fit_window=fit_window, warmup=warmup, workers=workers or None)
+    pairs = _read_limit_pairs(limit_pairs) if limit_pairs else ()
+    config = BacktestConfig(fit_window=fit_window, warmup=warmup, workers=workers or None,
+                            limit_pairs=pairs)
     result = detect_store(_open_store(store), tenant, default_factory(),
                           since=parse_time(since) if since else None,
                           until=parse_time(until) if until else None, config=config)

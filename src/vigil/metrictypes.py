@@ -32,7 +32,11 @@ labels, so it is stable across processes and releases):
 * ``p50``/``p90``/``p99``: a classic histogram's quantiles by ``histogram_quantile``'s
   interpolation over the buckets' increases in each grid step; labels = the buckets' labels
   without ``le``, ``__name__`` the histogram's base name (``http_request_duration_seconds``)
-  and ``vigil_view="p99"``.  A step with no observation in it has no quantile (NaN).
+  and ``vigil_view="p99"``.  A step with no observation in it has no quantile (NaN);
+* ``used``: a capacity gauge ``<prefix>_size_<unit>`` beside ``<prefix>_avail_<unit>`` with the
+  same other labels (node-exporter's ``node_filesystem_size_bytes`` / ``..._avail_bytes`` per
+  device and mountpoint) gives ``size - avail``, labels = the size series' plus
+  ``vigil_view="used"``: the usage whose limit is the size (:mod:`vigil.engine.limits`).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ METRIC_TYPES = (COUNTER, GAUGE, HISTOGRAM, SUMMARY, INFO, STATESET, UNKNOWN)
 ROLE_SCORED, ROLE_SOURCE, ROLE_IGNORED = "scored", "source", "ignored"
 VIEW_LABEL = "vigil_view"
 RATE = "rate"
+USED = "used"
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 _SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created", "_info")
 
@@ -185,6 +190,7 @@ def plan_views(ids: np.ndarray, label_sets: Sequence[Mapping[str, str]],
         else:  # counters and the _count of histograms and summaries: a rate
             lab = {**ls, VIEW_LABEL: RATE}
             views[series_id(lab)] = (lab, RATE, [int(ids[i])], [])
+    _capacity_views(ids, label_sets, views)
     for text, members in hist_groups.items():
         members.sort()
         les = [le for le, _ in members]
@@ -199,6 +205,27 @@ def plan_views(ids: np.ndarray, label_sets: Sequence[Mapping[str, str]],
         tuple(views[v][0] for v in order), tuple(views[v][1] for v in order),
         tuple(np.array(views[v][2], dtype=np.int64) for v in order),
         tuple(np.array(views[v][3], dtype=np.float64) for v in order))
+
+
+def _capacity_views(ids: np.ndarray, label_sets: Sequence[Mapping[str, str]],
+                    views: dict[int, tuple[dict[str, str], str, list[int], list[float]]]) -> None:
+    """``used`` views of ``<prefix>_size_<unit>`` / ``<prefix>_avail_<unit>`` pairs."""
+    avail: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+    sizes = []
+    for i, ls in enumerate(label_sets):
+        name = ls.get(METRIC_LABEL, "")
+        if "_avail_" in name:
+            rest = tuple(sorted((k, v) for k, v in ls.items() if k != METRIC_LABEL))
+            avail[(name.replace("_avail_", "_size_", 1), rest)] = int(ids[i])
+        elif "_size_" in name:
+            sizes.append(i)
+    for i in sizes:
+        ls = label_sets[i]
+        rest = tuple(sorted((k, v) for k, v in ls.items() if k != METRIC_LABEL))
+        hit = avail.get((ls[METRIC_LABEL], rest))
+        if hit is not None:
+            lab = {**ls, VIEW_LABEL: USED}
+            views[series_id(lab)] = (lab, USED, [int(ids[i]), hit], [])
 
 
 def quantile_of(kind: str) -> float:
@@ -305,6 +332,10 @@ def view_values(plan: ViewPlan, positions: np.ndarray, source_rows: Mapping[int,
         out[rate_rows] = rates(src, step_ms)
     for r, p in enumerate(positions):  # a loop over histograms (each a numba kernel)
         if plan.view_kind[p] == RATE:
+            continue
+        if plan.view_kind[p] == USED:
+            size, free = (source_rows.get(int(s), empty) for s in plan.view_sources[p])
+            out[r] = size - free
             continue
         src = np.stack([source_rows.get(int(s), empty) for s in plan.view_sources[p]])
         inc, _ = increases(np.ascontiguousarray(src, dtype=np.float64))

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from vigil.batch import SeriesBatch
 from vigil.engine.evaluate import evaluate, load_truth
-from vigil.engine.limits import limit_matrix
+from vigil.engine.limits import LimitPair, limit_matrix
 from vigil.engine.partition import group_ids
 from vigil.engine.pool import Progress, run_partitioned
 from vigil.engine.replay import ModelFactory, ReplayConfig
@@ -56,6 +56,7 @@ class BacktestConfig:
     partitions: int = 16
     workers: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    limit_pairs: tuple[LimitPair, ...] = ()  # the user's usage/limit pairs (engine.limits)
 
 
 def parse_duration(text: str) -> int:
@@ -97,8 +98,8 @@ def backtest_batch(  # the in-memory replay of a batch at hand (tests, benchmark
     (do-not-learn suppressions, see :func:`do_not_learn_mask`)."""
     replay = replay_config(config, batch.step)
     groups = group_ids(list(batch.labels))
-    limits = (limit_matrix(batch.labels, batch.values) if replay.forecast_every_steps
-              else None)
+    limits = (limit_matrix(batch.labels, batch.values, pairs=replay.pairs())
+              if replay.forecast_every_steps else None)
     return run_partitioned(batch, groups, replay, factory, n_partitions=config.partitions,
                            workers=config.workers, progress=progress, limits=limits,
                            exclude=exclude)
@@ -115,6 +116,7 @@ def replay_config(config: BacktestConfig, step: int) -> ReplayConfig:
         if forecasting else 0,
         horizon_steps=max(1, parse_duration(config.horizon) // step),
         trend_window_steps=max(3, parse_duration(config.trend_window) // step),
+        limit_pairs=tuple(config.limit_pairs),
     )
     if forecasting:
         replay = replace(replay, runway=RunwayConfig.for_step(

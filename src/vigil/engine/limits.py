@@ -1,12 +1,30 @@
-"""Limits of series: explicit per metric, or discovered from a paired limit series.
+"""Limits of series: explicit per metric, a table of stock exporters' pairs, or a twin series.
 
-Rules, in order:
+Rules, in order (the first that gives a series a limit at a column wins):
 
 1. **Explicit**: ``explicit`` maps a metric name to a constant limit (default
-   ``node_disk_usage_ratio: 1.0``).
-2. **Paired series**: a metric named ``<prefix>_limit_<unit>`` (e.g.
+   ``node_disk_usage_ratio: 1.0``), and usage ratios (``*_usage_ratio``,
+   ``*_utilization_ratio``, ``*_utilisation_ratio``) are bounded by 1;
+2. **Pairs** (:class:`LimitPair`, :data:`DEFAULT_PAIRS`, extendable by the user): a usage metric
+   (its ``__name__``, or ``view(name)`` for a derived series of :mod:`vigil.metrictypes`) is
+   limited by the series of a limit metric that carries the given label values (e.g.
+   ``resource="memory"``) and the same values of the join labels ``on`` (all other labels when
+   ``on`` is empty).  Defaults, from the stock exporters:
+
+   * cAdvisor ``container_memory_working_set_bytes`` by kube-state-metrics
+     ``kube_pod_container_resource_limits{resource="memory"}`` on namespace, pod, container;
+     then by cAdvisor's ``container_spec_memory_limit_bytes`` (0 there means "no limit");
+   * ``rate(container_cpu_usage_seconds_total)`` (cores) by
+     ``kube_pod_container_resource_limits{resource="cpu"}`` on namespace, pod, container;
+   * node-exporter's filesystem, ``used(node_filesystem_size_bytes)`` (size - avail, a derived
+     series) by ``node_filesystem_size_bytes`` of the same device and mountpoint;
+3. **Twin series**: a metric named ``<prefix>_limit_<unit>`` (e.g.
    ``container_memory_limit_bytes``) limits every metric ``<prefix>_<anything>_<unit>`` (e.g.
    ``container_memory_working_set_bytes``) that carries exactly the same other labels.
+
+Pairs join series of different scrape jobs (kube-state-metrics and the kubelet), so the engine
+places a usage series and its limit series in one partition
+(:func:`vigil.engine.partition.placement_ids`).
 
 The result is a causal matrix ``[n, T]``: at column t a series' limit is the paired series'
 last observed value at or before t (forward fill), so a replay never uses a later limit.
@@ -15,11 +33,106 @@ last observed value at or before t (forward fill), so a replay never uses a late
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 DEFAULT_EXPLICIT: dict[str, float] = {"node_disk_usage_ratio": 1.0}
+RATIO_SUFFIXES = ("_usage_ratio", "_utilization_ratio", "_utilisation_ratio")
 _LIMIT_TOKEN = "_limit_"
+_VIEW = "vigil_view"
+
+
+@dataclass(frozen=True)
+class LimitPair:
+    """A usage metric limited by the series of a limit metric (see the module doc)."""
+
+    usage: str  # __name__, or view(name) for a derived series: rate(container_cpu_..._total)
+    limit: str  # __name__ of the limit series
+    on: tuple[str, ...] = ()  # join labels; empty: every label but __name__ and vigil_view
+    match: tuple[tuple[str, str], ...] = ()  # label values the limit series must carry
+    zero_is_none: bool = False  # a limit of 0 means "unlimited" (cAdvisor's spec limits)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LimitPair:
+        """``{"usage", "limit", "on": [...], "match": {...}, "zero_is_none"}`` (config files)."""
+        unknown = set(data) - {"usage", "limit", "on", "match", "zero_is_none"}
+        if unknown or not data.get("usage") or not data.get("limit"):
+            raise ValueError(
+                f"limit pair {dict(data)} is invalid: expected keys usage and limit (metric "
+                "names; usage may be view(name), e.g. rate(x_total)), optional on (label "
+                f"names), match (label -> value), zero_is_none{'; unknown ' if unknown else ''}"
+                f"{sorted(unknown) if unknown else ''}")
+        match = data.get("match") or {}
+        if not isinstance(match, Mapping):
+            raise ValueError(f"limit pair match {match!r} is invalid: expected a mapping")
+        return cls(str(data["usage"]), str(data["limit"]),
+                   tuple(str(x) for x in data.get("on") or ()),
+                   tuple(sorted((str(k), str(v)) for k, v in match.items())),
+                   bool(data.get("zero_is_none", False)))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"usage": self.usage, "limit": self.limit, "on": list(self.on),
+                "match": dict(self.match), "zero_is_none": self.zero_is_none}
+
+
+_CONTAINER = ("namespace", "pod", "container")
+DEFAULT_PAIRS: tuple[LimitPair, ...] = (
+    LimitPair("container_memory_working_set_bytes", "kube_pod_container_resource_limits",
+              _CONTAINER, (("resource", "memory"),)),
+    LimitPair("container_memory_working_set_bytes", "container_spec_memory_limit_bytes",
+              _CONTAINER, zero_is_none=True),
+    LimitPair("rate(container_cpu_usage_seconds_total)", "kube_pod_container_resource_limits",
+              _CONTAINER, (("resource", "cpu"),)),
+    LimitPair("used(node_filesystem_size_bytes)", "node_filesystem_size_bytes"),
+)
+
+
+def usage_key(labels: Mapping[str, str]) -> str:
+    """``__name__``, or ``view(name)`` for a derived series."""
+    name = labels.get("__name__", "")
+    view = labels.get(_VIEW)
+    return f"{view}({name})" if view else name
+
+
+def _join(labels: Mapping[str, str], on: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
+    if on:
+        if any(k not in labels for k in on):
+            return None
+        return tuple((k, labels[k]) for k in on)
+    return tuple(sorted((k, v) for k, v in labels.items() if k not in ("__name__", _VIEW)))
+
+
+def pair_rows(labels: Sequence[Mapping[str, str]],
+              pairs: Sequence[LimitPair] = DEFAULT_PAIRS) -> list[tuple[int, int, LimitPair]]:
+    """``(usage row, limit row, pair)`` of every pairing found in ``labels``, in the order of
+    ``pairs`` (earlier pairs take precedence)."""
+    if not pairs:
+        return []
+    by_limit: dict[str, list[LimitPair]] = {}
+    by_usage: dict[str, list[LimitPair]] = {}
+    for pair in pairs:
+        by_limit.setdefault(pair.limit, []).append(pair)
+        by_usage.setdefault(pair.usage, []).append(pair)
+    index: dict[tuple[int, tuple[tuple[str, str], ...]], int] = {}
+    for row, ls in enumerate(labels):
+        if _VIEW in ls:
+            continue
+        for pair in by_limit.get(ls.get("__name__", ""), ()):
+            if all(ls.get(k) == v for k, v in pair.match):
+                key = _join(ls, pair.on)
+                if key is not None:
+                    index.setdefault((id(pair), key), row)
+    out = []
+    for row, ls in enumerate(labels):
+        for pair in by_usage.get(usage_key(ls), ()):
+            key = _join(ls, pair.on)
+            hit = index.get((id(pair), key)) if key is not None else None
+            if hit is not None and hit != row:
+                out.append((row, hit, pair))
+    order = {id(p): i for i, p in enumerate(pairs)}
+    return sorted(out, key=lambda x: (x[0], order[id(x[2])]))
 
 
 def _split_limit(metric: str) -> tuple[str, str] | None:
@@ -73,6 +186,7 @@ def limit_matrix(
     labels: Sequence[Mapping[str, str]],
     values: np.ndarray,
     explicit: Mapping[str, float] | None = None,
+    pairs: Sequence[LimitPair] = DEFAULT_PAIRS,
 ) -> np.ndarray:
     """Causal limit of every series at every column (NaN: no limit)."""
     explicit = DEFAULT_EXPLICIT if explicit is None else explicit
@@ -82,8 +196,21 @@ def limit_matrix(
     has_pair = np.flatnonzero(pair >= 0)
     if len(has_pair):
         out[has_pair] = forward_fill(values[pair[has_pair]])
+    # the pairs table: an earlier pair wins over a later one and over the twin rule, column by
+    # column (a limit not yet seen, or a cAdvisor 0, leaves the next rule in charge)
+    for usage, limit, p in reversed(pair_rows(labels, pairs)):
+        lim = values[limit]
+        if p.zero_is_none:  # "unlimited" is a value too: it must not forward-fill an old limit
+            lim = np.where(lim <= 0, np.inf, lim)
+        idx = np.where(np.isnan(lim), -1, np.arange(t))
+        np.maximum.accumulate(idx, out=idx)
+        filled = np.where(idx >= 0, lim[np.maximum(idx, 0)], np.nan)
+        out[usage] = np.where(np.isfinite(filled), filled, out[usage])
     for row, ls in enumerate(labels):
-        const = explicit.get(ls.get("__name__", ""))
+        name = ls.get("__name__", "")
+        const = explicit.get(name)
+        if const is None and _VIEW not in ls and name.endswith(RATIO_SUFFIXES):
+            const = 1.0
         if const is not None:
             out[row] = const
     return out

@@ -9,6 +9,12 @@ Apart from that, rows are independent, so results are identical for any number o
 
 Hash: the key's BLAKE2b-64 (as :func:`vigil.series.series_id` computes it over the key's label
 set, absent labels omitted), read as unsigned; ``partition = hash mod n``.
+
+A limit series of another scrape job (kube-state-metrics' ``kube_pod_container_resource_limits``
+beside the kubelet's ``container_memory_working_set_bytes``: :mod:`vigil.engine.limits`) has
+another placement key; :func:`placement_ids` joins the keys of every usage/limit pair (connected
+components, each named by its smallest key hash), so a pair lands in one partition and the
+placement still does not depend on the number of partitions.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from vigil.engine.limits import DEFAULT_PAIRS, LimitPair, pair_rows
 from vigil.models.peer import DEFAULT_GROUP_BY
 from vigil.series import series_id
 
@@ -35,6 +42,31 @@ def group_ids(
         dtype=np.int64,
     )
     return hashes[inverse.ravel()] if len(keys) else np.zeros(0, dtype=np.int64)
+
+
+def placement_ids(
+    label_sets: Sequence[Mapping[str, str]], pairs: Sequence[LimitPair] = DEFAULT_PAIRS
+) -> np.ndarray:
+    """Placement key of each series with its limit pairs joined (see the module doc)."""
+    keys = group_ids(label_sets)
+    found = pair_rows(label_sets, pairs)
+    if not found:
+        return keys
+    parent: dict[int, int] = {}
+
+    def root(k: int) -> int:
+        while parent.get(k, k) != k:
+            parent[k] = parent.get(parent[k], parent[k])
+            k = parent[k]
+        return k
+
+    for usage, limit, _ in found:  # union by the smaller key: components named by their min
+        a, b = root(int(keys[usage])), root(int(keys[limit]))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    roots = np.array([root(int(k)) for k in uniq], dtype=np.int64)
+    return roots[inverse.ravel()]
 
 
 def partition_of(keys: np.ndarray, n_partitions: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from vigil.batch import SeriesBatch
+from vigil.engine.limits import DEFAULT_PAIRS, LimitPair
 from vigil.engine.runway import ExhaustionRecords, RunwayConfig, exhaustion_at, first_seen
 from vigil.models.base import Model, Scores
 
@@ -34,6 +35,11 @@ class ReplayConfig:
     horizon_steps: int = 0
     trend_window_steps: int = 288
     runway: RunwayConfig | None = None  # exhaustion rules; None: defaults for the horizon
+    limit_pairs: tuple[LimitPair, ...] = ()  # the user's usage/limit pairs, before the defaults
+
+    def pairs(self) -> tuple[LimitPair, ...]:
+        """The usage/limit pairs in force: the user's, then :data:`DEFAULT_PAIRS`."""
+        return (*self.limit_pairs, *DEFAULT_PAIRS)
 
     def __post_init__(self) -> None:
         for name in ("warmup_steps", "refit_every_steps", "fit_window_steps"):

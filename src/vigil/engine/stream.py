@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from vigil.batch import SeriesBatch
 from vigil.engine.limits import limit_matrix
 from vigil.engine.modelset import load_partition_model, part_path, save_partition_model
-from vigil.engine.partition import group_ids, partition_of
+from vigil.engine.partition import partition_of, placement_ids
 from vigil.engine.pool import Progress, init_worker
 from vigil.engine.records import anomaly_records, exhaustion_records, scores_table
 from vigil.engine.replay import ModelFactory, ReplayConfig, replay_partition
@@ -127,7 +127,7 @@ def run_job(job: PartitionJob, factory: ModelFactory) -> PartitionResult:
                               job.start, job.step)
         values = np.concatenate([head, values[:, job.keep_from:]], axis=1)
     run = SeriesBatch(batch.series_ids, batch.start, batch.step, values, batch.labels)
-    limits = (limit_matrix(batch.labels, batch.values)
+    limits = (limit_matrix(batch.labels, batch.values, pairs=job.replay.pairs())
               if job.replay.forecast_every_steps > 0 else None)
     exclude = None
     if job.suppressions:
@@ -202,7 +202,7 @@ def replay_store(
     catalog = store.modelled_catalog(tenant)
     ids = catalog.column("series_id").to_numpy()
     labels = [parse_labels_json(t) for t in catalog.column("labels").to_pylist()]
-    part = partition_of(group_ids(labels), n_partitions)
+    part = partition_of(placement_ids(labels, replay.pairs()), n_partitions)
     jobs = [
         PartitionJob(str(store.root), tenant, np.sort(ids[part == p]), start, end, step, replay,
                      keep_from, merge_gap_steps, str(parts_dir / f"part-{p:05d}.parquet"),

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from vigil.batch import SeriesBatch
-from vigil.engine.partition import PLACEMENT_BY, group_ids
+from vigil.engine.limits import LimitPair
+from vigil.engine.partition import PLACEMENT_BY, placement_ids
 from vigil.engine.records import anomaly_records, exhaustion_records
 from vigil.engine.replay import ModelFactory, ReplayConfig
 from vigil.engine.runway import ExhaustionRecords, RunwayConfig
@@ -68,12 +69,16 @@ class Window:
 
 
 def replay_to_json(cfg: ReplayConfig) -> dict[str, Any]:
-    return asdict(cfg)
+    out = asdict(cfg)
+    out["limit_pairs"] = [p.as_dict() for p in cfg.limit_pairs]
+    return out
 
 
 def replay_from_json(data: dict[str, Any]) -> ReplayConfig:
     runway = data.get("runway")
-    return ReplayConfig(**{**data, "runway": RunwayConfig(**runway) if runway else None})
+    pairs = tuple(LimitPair.from_dict(p) for p in data.get("limit_pairs") or ())
+    return ReplayConfig(**{**data, "runway": RunwayConfig(**runway) if runway else None,
+                           "limit_pairs": pairs})
 
 
 def rule_json(rule: Any) -> dict[str, Any]:
@@ -199,7 +204,8 @@ def partition_entries(
     if not anomalies and not forecasts:
         return []
     row_of = {int(s): i for i, s in enumerate(batch.series_ids.tolist())}
-    gids = group_ids(list(batch.labels))
+    # the decision's input group: its placement group, joined with its limit series' group
+    gids = placement_ids(list(batch.labels), window.replay.pairs())
     info = model_info(factory)
     runway = window.replay.runway or RunwayConfig(
         horizon_steps=max(window.replay.horizon_steps, 1),

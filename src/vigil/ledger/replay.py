@@ -168,7 +168,8 @@ def _replay_engine_group(store: Any, tenant: str, recs: list[dict[str, Any]]
         return every("not replayable", [str(exc)])
     cfg = replay_from_json({k: v for k, v in rec["replay"].items() if k != "merge_gap_steps"})
     run = SeriesBatch(batch.series_ids, start, step, values, batch.labels)
-    limits = limit_matrix(batch.labels, batch.values) if cfg.forecast_every_steps > 0 else None
+    limits = (limit_matrix(batch.labels, batch.values, pairs=cfg.pairs())
+              if cfg.forecast_every_steps > 0 else None)
     observer = FitObserver()
     model, origin = None, None
     if inp.get("continued_model"):

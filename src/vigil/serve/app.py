@@ -61,6 +61,11 @@ def create_app(config: ServeConfig, *, store: Any = None, start_scheduler: bool 
     from vigil.wal import Wal
 
     store = store if store is not None else Store(config.store)
+    if config.metric_types:  # the config's metric types, declared for every tenant it names
+        import time
+
+        for tenant in config.tenants:
+            store.declare_types(tenant, config.metric_types, "config", int(time.time() * 1000))
     live = LiveMetrics()
     wal = Wal(config.wal_path)
     ingest = RemoteWriteIngest(config, store, wal, live)

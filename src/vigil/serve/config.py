@@ -140,6 +140,24 @@ class ServeConfig(_Strict):
     remote_write: RemoteWriteOut | None = None
     workers: int = Field(default=1, ge=1)  # scoring processes per tick
     partitions: int = Field(default=16, ge=1)  # model partitions per tenant (keep it stable)
+    # metric name -> type (counter, gauge, histogram...), declared for every tenant at start
+    metric_types: dict[str, str] = Field(default_factory=dict)
+    # usage/limit pairs before the built-in ones ({usage, limit, on, match, zero_is_none})
+    limit_pairs: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("metric_types")
+    @classmethod
+    def _metric_types(cls, v: dict[str, str]) -> dict[str, str]:
+        from vigil.metrictypes import check_type
+
+        return {k: check_type(k, t) for k, t in v.items()}
+
+    @field_validator("limit_pairs")
+    @classmethod
+    def _limit_pairs(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from vigil.engine.limits import LimitPair
+
+        return [LimitPair.from_dict(p).as_dict() for p in v]
 
     @field_validator("listen")
     @classmethod

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vigil.engine import modelset
 from vigil.engine.detect import read_cursor
-from vigil.engine.partition import group_ids, partition_of
 from vigil.models.persist import load_model
 from vigil.series import parse_labels_json
 from vigil.serve.config import ServeConfig
@@ -32,11 +32,15 @@ def series_forecast(store: Any, tenant: str, config: ServeConfig, series_id: int
     models = modelset.current(store.root / "models", tenant)
     if models is None:
         raise KeyError("no model is fitted yet for this tenant: wait for the first scoring tick")
-    part = int(partition_of(group_ids([labels]), config.partitions)[0])
-    path = modelset.part_path(models.dir, part)
-    row_ids = np.load(path.with_suffix(".ids.npy")) if path.is_file() else np.zeros(0)
-    row = np.flatnonzero(row_ids == series_id)
-    if not len(row):
+    # the partition that holds the series (placement joins limit pairs across label sets, so
+    # read the parts' id lists rather than recompute it from one label set)
+    path, row = None, np.zeros(0, dtype=np.int64)
+    for ids_file in sorted(Path(models.dir).glob("part-*.ids.npy")):
+        row = np.flatnonzero(np.load(ids_file) == series_id)
+        if len(row):
+            path = ids_file.with_name(ids_file.name.replace(".ids.npy", ".npz"))
+            break
+    if path is None or not len(row):
         raise KeyError(f"series {series_id} has no model yet (it appeared after the last fit)")
     model = load_model(path)
     q = model.forecast(horizon, QUANTILES)[int(row[0])]

@@ -25,6 +25,7 @@ from typing import Any
 
 from vigil.engine.backtest import BacktestConfig, parse_duration
 from vigil.engine.detect import detect_store
+from vigil.engine.limits import LimitPair
 from vigil.insights.persist import load_insights
 from vigil.models.defaults import default_factory
 from vigil.serve.alertmanager import AlertmanagerSink
@@ -54,7 +55,8 @@ class Scheduler:
             step_ms=parse_duration(sched.step) if sched.step else None,
             forecast_every=sched.forecast_every, horizon=sched.horizon,
             trend_window=sched.trend_window, partitions=config.partitions,
-            workers=config.workers)
+            workers=config.workers,
+            limit_pairs=tuple(LimitPair.from_dict(p) for p in config.limit_pairs))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._tick_lock = threading.Lock()
