@@ -27,7 +27,10 @@ Per layout and N:
   user+sys after minus before (the child and the pool workers it reaped).  Peak RSS: the child's
   process tree (RSS summed over the child and its descendants) sampled every 50 ms with psutil;
   without psutil, ``ru_maxrss`` of the largest reaped child (a lower bound, and the maximum over
-  every child of this run so far).  e2e CPU-ms/series = detect CPU / N;
+  every child of this run so far).  e2e CPU-ms/series = detect CPU / N.  The child's process
+  group is killed past ``--timeout`` seconds or ``--max-rss-gib`` (default 75% of physical
+  memory, so the bench, not the kernel's OOM killer, stops a run that would take the machine);
+  such a row reports what it reached and no per-series figure;
 * **model-only**: in this process, the same replay ``vigil detect`` runs by default
   (:func:`vigil.engine.replay.replay_partition` with the schedule of the default
   ``BacktestConfig``: fit on the first 72 points, score the other 648, refit every 24 on up to
@@ -60,6 +63,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -135,12 +139,14 @@ def load_store(root: Path, values: np.ndarray, labels: list[dict[str, str]]) -> 
 
 
 class ChildTreeRss:
-    """Peak RSS (bytes) of process ``pid`` plus its descendants, sampled every ``period`` s."""
+    """Peak RSS (bytes) of process ``pid`` plus its descendants, sampled every ``period`` s;
+    over ``limit`` bytes (0: none) the child's process group is killed (``self.killed``)."""
 
-    def __init__(self, pid: int, period: float = 0.05) -> None:
+    def __init__(self, pid: int, limit: float = 0, period: float = 0.05) -> None:
         import psutil
 
         self.proc, self.period, self.peak = psutil.Process(pid), period, 0
+        self.pid, self.limit, self.killed = pid, limit, False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -158,6 +164,10 @@ class ChildTreeRss:
                 except Exception:  # a process that just exited has no RSS to count
                     continue
             self.peak = max(self.peak, total)
+            if self.limit and total > self.limit:
+                self.killed = True
+                os.killpg(self.pid, signal.SIGKILL)  # before the kernel's OOM killer picks
+                return
             self._stop.wait(self.period)
 
     def stop(self) -> int:
@@ -171,7 +181,8 @@ def _children_cpu() -> tuple[float, int]:
     return r.ru_utime + r.ru_stime, r.ru_maxrss
 
 
-def run_detect(root: Path, workers: int, timeout: float | None) -> dict[str, Any]:
+def run_detect(root: Path, workers: int, timeout: float | None,
+               max_rss: float) -> dict[str, Any]:
     vigil = Path(sys.executable).parent / "vigil"
     cmd = [str(vigil), "detect", "--store", str(root), "--tenant", TENANT,
            "--workers", str(workers)]  # fmt: skip
@@ -180,7 +191,7 @@ def run_detect(root: Path, workers: int, timeout: float | None) -> dict[str, Any
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
     try:
-        sampler: ChildTreeRss | None = ChildTreeRss(proc.pid)
+        sampler: ChildTreeRss | None = ChildTreeRss(proc.pid, max_rss)
     except ImportError:
         sampler = None
     timed_out = False
@@ -188,13 +199,15 @@ def run_detect(root: Path, workers: int, timeout: float | None) -> dict[str, Any
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        os.killpg(proc.pid, 9)  # the child's own session: it and its pool workers
+        os.killpg(proc.pid, signal.SIGKILL)  # the child's own session: it and its workers
         out, err = proc.communicate()
     wall = time.perf_counter() - w0
     peak = sampler.stop() if sampler else 0
     c1, maxrss = _children_cpu()
+    killed = ("timeout" if timed_out else f"RSS over {max_rss / GiB:.1f} GiB"
+              if sampler and sampler.killed else None)
     res: dict[str, Any] = {"command": " ".join(cmd), "exit": proc.returncode,
-                           "timed_out": timed_out, "detect_wall_s": wall,
+                           "killed_by_bench": killed, "detect_wall_s": wall,
                            "detect_cpu_s": c1 - c0}  # fmt: skip
     if sampler:
         res["peak_rss_gib"], res["rss_method"] = peak / GiB, "psutil tree, 50 ms"
@@ -297,6 +310,14 @@ def mstl(peer_n: int, seed: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- driver and report
 
 
+def _default_max_rss() -> float:
+    try:
+        import psutil
+    except ImportError:
+        return 0.0
+    return round(0.75 * psutil.virtual_memory().total / GiB, 1)
+
+
 def _load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -316,8 +337,10 @@ def table(rows: list[dict[str, Any]], peer: dict[str, Any] | None) -> str:
         e2e = r["e2e_cpu_ms"] if ok else None
         mo = r.get("model_cpu_ms")
         cells = (r["layout"], f"{r['n']:,}", _fmt(r["load_wall_s"], ".1f"),
-                 _fmt(r["detect_wall_s"], ".1f") + ("" if ok else " (timed out, killed)"
-                                                    if r["timed_out"] else f" (exit {r['exit']})"),
+                 _fmt(r["detect_wall_s"], ".1f") + ("" if ok else
+                                                    f" (killed: {r['killed_by_bench']})"
+                                                    if r["killed_by_bench"] else
+                                                    f" (exit {r['exit']})"),
                  _fmt(r["detect_cpu_s"], ".1f"), _fmt(e2e, ".3f"), _fmt(r["peak_rss_gib"], ".2f"),
                  _fmt(mo, ".3f"), _fmt(e2e / mo if e2e and mo else None, ".2f"),
                  _fmt(m, ".2f"), _fmt(e2e / m if e2e and m else None, ".3f"))  # fmt: skip
@@ -342,6 +365,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="keep the stores under --out (default: each is deleted after its run)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="kill vigil detect after this many seconds (default: no limit)")
+    ap.add_argument("--max-rss-gib", type=float, default=_default_max_rss(),
+                    help="kill vigil detect when its process tree holds more than this "
+                    "(default: 75%% of physical memory; 0: no limit)")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args(argv)
     layouts = [s.strip() for s in a.layouts.split(",") if s.strip()]
@@ -384,11 +410,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[{layout} N={n:,}] loaded {row['rows']:,} samples in "
                   f"{row['load_wall_s']:.1f} s ({row['store_bytes'] / 2**20:.0f} MiB); "
                   f"running vigil detect ...", flush=True)  # fmt: skip
-            row.update(run_detect(root, a.workers, a.timeout))
+            row.update(run_detect(root, a.workers, a.timeout, a.max_rss_gib * GiB))
             row["e2e_cpu_ms"] = 1e3 * row["detect_cpu_s"] / n
             summary = row["summary"]
+            why = row["killed_by_bench"]
             print(f"[{layout} N={n:,}] detect exit {row['exit']}"
-                  f"{' (timed out)' if row['timed_out'] else ''}: {row['detect_wall_s']:.1f} s "
+                  f"{f' (killed: {why})' if why else ''}: {row['detect_wall_s']:.1f} s "
                   f"wall, {row['detect_cpu_s']:.1f} CPU-s, peak RSS {row['peak_rss_gib']:.2f} GiB"
                   f"; {json.dumps(summary) if isinstance(summary, dict) else summary[-500:]}",
                   flush=True)  # fmt: skip

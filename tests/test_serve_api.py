@@ -290,3 +290,57 @@ def test_ledger_endpoints_show_and_prove_the_service_decisions(tmp_path: Path):
         assert verify_inclusion_proof(proof, cps["public_key_pem"])["ok"] is True
         proof["path"] = proof["path"][::-1] if len(proof["path"]) > 1 else ["00" * 32]
         assert verify_inclusion_proof(proof, cps["public_key_pem"])["ok"] is False
+
+
+def test_series_churn_retires_series_by_ttl_and_staleness_markers(tmp_path: Path):
+    """Retired series (no sample within series_ttl, or a staleness marker since their last
+    sample) stop counting against max_active_series and leave /metrics."""
+    import time as _time
+
+    from vigil.remote.decode import STALE_NAN_BITS
+
+    cfg = secured(tmp_path)
+    cfg["tenants"]["a"]["max_active_series"] = 3  # type: ignore[index]
+    cfg["limits"] = {"series_ttl": "10m"}
+    app = create_app(validate_config(cfg), start_scheduler=False)
+    now = int(_time.time() * 1000)
+
+    def batch(prefix: str, t_ms: int, value: float = 1.0) -> bytes:
+        labels = [{"__name__": "up", "job": "j", "pod": f"{prefix}{k}"} for k in range(3)]
+        return encode_write_request(labels, np.arange(3), np.full(3, t_ms), np.full(3, value))
+
+    stale = np.array([STALE_NAN_BITS], dtype=np.uint64).view(np.float64)[0]
+    with TestClient(app) as c:
+        state = c.app.state.vigil  # type: ignore[attr-defined]
+        ingest, scheduler = state["ingest"], state["scheduler"]
+        assert write(c, A_TOKEN, batch("old-", now - 2 * 3_600_000)).status_code == 204
+        assert write(c, A_TOKEN, batch("new-", now)).status_code == 429  # 3 acknowledged
+        scheduler.checkpoint()
+        ingest._known.clear()  # the next request re-reads the store (else within 30 s)
+        # the old pods' newest samples are 2 h old: retired, so three new pods fit
+        assert write(c, A_TOKEN, batch("new-", now)).status_code == 204
+        # Prometheus ends the new pods with staleness markers: they retire at once
+        assert write(c, A_TOKEN, batch("new-", now + 1000, stale)).status_code == 204
+        scheduler.checkpoint()
+        ingest._known.clear()
+        assert write(c, A_TOKEN, batch("newer-", now)).status_code == 204
+    store = Store(tmp_path / "store")
+    assert store.stats("a")["series"] == 9
+    assert len(store.active_ids("a", now, 600_000)) == 3
+
+
+def test_retired_series_leave_metrics():
+    import pyarrow as pa
+
+    from vigil.serve.exposition import LiveMetrics
+
+    live = LiveMetrics()
+    live.scores("a", pa.table({
+        "series_id": [1, 2], "timestamp": pa.array([1000, 1000], pa.timestamp("ms")),
+        "labels": ['{"__name__":"up","pod":"x"}', '{"__name__":"up","pod":"y"}'],
+        "anomaly_score": [0.1, 0.2], "expected": [1.0, 1.0], "lower": [0.0, 0.0],
+        "upper": [2.0, 2.0], "warming_up": [False, False]}))
+    assert b'pod="y"' in live.render("a")
+    assert live.retire("a", np.array([1])) == 1
+    text = live.render("a")
+    assert b'pod="x"' in text and b'pod="y"' not in text

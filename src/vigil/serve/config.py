@@ -61,6 +61,14 @@ class Limits(_Strict):
     max_label_name_length: int = Field(default=128, ge=1)
     max_label_value_length: int = Field(default=2048, ge=1)
     max_active_series: int = Field(default=1_000_000, ge=1)  # per tenant unless overridden
+    # a series without a sample for this long (or ended by a staleness marker) is retired: it
+    # leaves /metrics and stops counting against max_active_series
+    series_ttl: str = "1h"
+
+    @field_validator("series_ttl")
+    @classmethod
+    def _ttl(cls, v: str) -> str:
+        return _duration(v, "series_ttl")
     max_upload_bytes: int = Field(default=256 << 20, ge=1024)
 
 

@@ -126,6 +126,19 @@ class LiveMetrics:
             st.last_scored = (newest if math.isnan(st.last_scored)
                               else max(st.last_scored, newest))
 
+    def retire(self, tenant: str, active: np.ndarray) -> int:
+        """Drop the per-series outputs of series not in ``active`` (sorted ids): a retired
+        series leaves ``/metrics``.  Returns how many left."""
+        with self._lock:
+            st = self._tenants[tenant]
+            if not st.series:
+                return 0
+            ids = np.fromiter(st.series, dtype=np.int64, count=len(st.series))
+            gone = ids[~np.isin(ids, active)]
+            for sid in gone.tolist():
+                del st.series[sid]
+            return len(gone)
+
     def render(self, tenant: str) -> bytes:
         """Health through prometheus_client, then the per-series outputs written directly
         from each series' cached label block (a scrape of 100k series is lines, not objects)."""
@@ -166,7 +179,8 @@ class LiveMetrics:
         yield _one("vigil_score_duration_seconds", "gauge",
                    "Wall time of the last run that continued the models (scoring only).", t,
                    st.score_seconds)
-        yield _one("vigil_active_series", "gauge", "Series known to the tenant.", t,
+        yield _one("vigil_active_series", "gauge", "Active series the tenant models (a sample "
+                   "within series_ttl, no staleness marker since).", t,
                    st.active_series)
         yield _one("vigil_scored_series", "gauge", "Series with a score.", t, scored)
         yield _one("vigil_warming_up_series", "gauge",

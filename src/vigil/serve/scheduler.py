@@ -50,6 +50,7 @@ class Scheduler:
         self.checkpoint_every = parse_duration(sched.checkpoint_every) / 1000
         self.delay_ms = parse_duration(sched.delay)
         self.models_root = Path(config.store) / "models"
+        self.series_ttl_ms = parse_duration(config.limits.series_ttl)
         self.backtest = BacktestConfig(
             warmup=sched.warmup, refit_every=sched.fit_every, fit_window=sched.fit_window,
             step_ms=parse_duration(sched.step) if sched.step else None,
@@ -137,9 +138,13 @@ class Scheduler:
         except ValueError as exc:  # not enough history yet: warming up
             return {"note": str(exc)}
         insights = load_insights(self.store, tenant)
+        # series churn: retired series (no sample within series_ttl, or a staleness marker
+        # since their last sample) leave /metrics and the active count
+        active = self.store.modelled_active_ids(tenant, until, self.series_ttl_ms)
+        self.live.retire(tenant, active)
         self.live.tick(tenant, seconds=time.monotonic() - started,
                        refit=bool(result.get("refit", False)),
-                       active=self.store.catalog(tenant).num_rows,
+                       active=len(active),
                        open_insights=sum(1 for i in insights if i.status == "ongoing"))
         if self.sink is not None:
             self.sink.sync(tenant, insights)

@@ -33,6 +33,8 @@ from vigil.store.layout import CATALOG, EVENTS, SAMPLES, Head, Layout, table_key
 from vigil.store.txn import Txn, dataset, log_entry, open_table, transaction
 
 CATALOG_CACHE_TENANTS = 8
+STALE_TABLE = "staleness"
+STALE_SCHEMA = pa.schema([("series_id", pa.int64()), ("at", pa.int64())])
 METRIC_TYPES_TABLE = "metric_types"
 METRIC_TYPES_SCHEMA = pa.schema([("name", pa.string()), ("type", pa.string()),
                                  ("source", pa.string()), ("at", pa.int64())])
@@ -282,6 +284,49 @@ class Store:
             return SeriesBatch(all_ids[order], int(start), int(step), all_values[order],
                                [all_labels[i] for i in order])
         return SeriesBatch(ids, int(start), int(step), values, labels)
+
+    # ------------------------------------------------------------- series churn
+
+    def mark_stale(self, tenant: str, stale: pa.Table) -> int:
+        """Keep staleness markers (``series_id, at`` ms): a series whose newest marker is at or
+        after its last sample has ended (a pod went away; Prometheus wrote the marker)."""
+        table = stale.select(["series_id", "at"]).cast(STALE_SCHEMA)
+        if table.num_rows:
+            self.write_table(tenant, STALE_TABLE, table)
+        return table.num_rows
+
+    def active_ids(self, tenant: str, now_ms: int, ttl_ms: int) -> np.ndarray:
+        """Sorted ids of the tenant's active series: a sample within ``ttl_ms`` before
+        ``now_ms`` and no staleness marker since that sample."""
+        if tenant not in self.tenants():
+            return np.zeros(0, dtype=np.int64)
+        snap = self._snapshot(tenant, self._head(tenant))
+        ids = snap.ids
+        last = snap.table.column("last_seen").to_numpy(zero_copy_only=False)
+        active = last >= now_ms - ttl_ms
+        marks = self.read_table(tenant, STALE_TABLE)
+        if marks is not None and marks.num_rows:
+            m_ids = marks.column("series_id").to_numpy()
+            m_at = marks.column("at").to_numpy()
+            order = np.lexsort((m_at, m_ids))
+            m_ids, m_at = m_ids[order], m_at[order]
+            newest = np.r_[m_ids[1:] != m_ids[:-1], True]
+            m_ids, m_at = m_ids[newest], m_at[newest]
+            pos, hit = snap.positions(m_ids)
+            ended = np.zeros(len(ids), dtype=bool)
+            ended[pos[hit]] = m_at[hit] >= last[pos[hit]]
+            active &= ~ended
+        return np.sort(ids[active])
+
+    def modelled_active_ids(self, tenant: str, now_ms: int, ttl_ms: int) -> np.ndarray:
+        """Sorted ids of the active series the engine models: active raw series scored as
+        they are, and derived series with at least one active source."""
+        active = self.active_ids(tenant, now_ms, ttl_ms)
+        plan = self.view_plan(tenant)
+        raw = np.intersect1d(active, plan.scored_raw_ids)
+        views = [v for v, src in zip(plan.view_ids.tolist(), plan.view_sources, strict=True)
+                 if np.isin(src, active).any()]
+        return np.union1d(raw, np.array(views, dtype=np.int64))
 
     # ------------------------------------------------------- metric types and views
 

@@ -81,6 +81,8 @@ class WalCorrupt(RuntimeError):
 class StoreLike(Protocol):
     def append(self, tenant: str, samples: pa.Table, catalog: pa.Table) -> int: ...
 
+    def mark_stale(self, tenant: str, stale: pa.Table) -> int: ...
+
 
 @dataclass(frozen=True)
 class WalRecord:
@@ -485,6 +487,9 @@ class Wal:
         for tenant in sorted(by_tenant):
             samples, catalog = _tables(by_tenant[tenant])
             rows = store.append(tenant, samples, catalog)
+            stale = _stale_table(by_tenant[tenant])
+            if stale.num_rows:  # staleness markers retire series (idempotent on a resume)
+                store.mark_stale(tenant, stale)
             result.tenants[tenant] = result.tenants.get(tenant, 0) + rows
             moved += samples.num_rows
             finished.append(tenant)
@@ -577,6 +582,20 @@ def _read_segment(path: Path, size: int) -> Iterator[WalRecord]:
     for seq, body, _ in _frames(data):
         tenant, batch = fr.decode_body(body)
         yield WalRecord(seq, tenant, batch)
+
+
+def _stale_table(batches: list[WriteBatch]) -> pa.Table:
+    """``series_id, at``: the newest staleness marker of each series in one tenant's batches."""
+    sid = np.concatenate([b.series_ids[b.stale_series] for b in batches]
+                         or [np.zeros(0, np.int64)]).astype(np.int64, copy=False)
+    ts = np.concatenate([b.stale_timestamps for b in batches] or [np.zeros(0, np.int64)])
+    if len(sid) == 0:
+        return pa.table({"series_id": pa.array([], pa.int64()), "at": pa.array([], pa.int64())})
+    order = np.lexsort((ts, sid))
+    sid, ts = sid[order], ts[order]
+    last = np.r_[sid[1:] != sid[:-1], True]
+    return pa.table({"series_id": pa.array(sid[last], pa.int64()),
+                     "at": pa.array(ts[last], pa.int64())})
 
 
 def _tables(batches: list[WriteBatch]) -> tuple[pa.Table, pa.Table]:
