@@ -27,6 +27,10 @@ class SeriesBatch:
     step: int  # ms between columns
     values: np.ndarray  # float64 [n, T]
     labels: Sequence[dict[str, str]] = field(default_factory=list)
+    # shard of each row's peer group (int64 [n]; None: no group is sharded): a peer group larger
+    # than the engine's bound is split into shards, each a peer group of its own
+    # (vigil.engine.partition.peer_shards)
+    shard: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.step <= 0:
@@ -39,6 +43,9 @@ class SeriesBatch:
             )
         if self.labels and len(self.labels) != len(self.series_ids):
             raise ValueError(f"{len(self.labels)} label sets for {len(self.series_ids)} series")
+        if self.shard is not None and np.shape(self.shard) != (len(self.series_ids),):
+            raise ValueError(f"shard has shape {np.shape(self.shard)}: expected "
+                             f"({len(self.series_ids)},), one shard per series")
 
     @property
     def n_series(self) -> int:
@@ -59,7 +66,8 @@ class SeriesBatch:
     def rows(self, index: np.ndarray | slice) -> SeriesBatch:
         idx = np.arange(self.n_series)[index]
         labels = [self.labels[i] for i in idx] if self.labels else []
-        return SeriesBatch(self.series_ids[idx], self.start, self.step, self.values[idx], labels)
+        return SeriesBatch(self.series_ids[idx], self.start, self.step, self.values[idx], labels,
+                           None if self.shard is None else self.shard[idx])
 
     def columns(self, first: int, stop: int) -> SeriesBatch:
         """The sub-batch of columns ``first..stop-1`` (a view, no copy)."""
@@ -69,7 +77,13 @@ class SeriesBatch:
             self.step,
             self.values[:, first:stop],
             self.labels,
+            self.shard,
         )
+
+    def with_values(self, values: np.ndarray, start: int | None = None) -> SeriesBatch:
+        """The same rows (ids, labels, shards) with other values (same number of rows)."""
+        return SeriesBatch(self.series_ids, self.start if start is None else start, self.step,
+                           values, self.labels, self.shard)
 
     def to_long(self) -> pa.Table:
         """The long table ``series_id | timestamp | value`` of the non-NaN cells."""

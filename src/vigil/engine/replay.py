@@ -90,9 +90,8 @@ def replay_partition(
     parts: list[Scores] = [_warming(n, warm)]
     if exclude is not None and exclude.shape != batch.values.shape:
         raise ValueError(f"exclude has shape {exclude.shape}: expected {batch.values.shape}")
-    learn = batch if exclude is None or not exclude.any() else SeriesBatch(
-        batch.series_ids, batch.start, batch.step, np.where(exclude, np.nan, batch.values),
-        batch.labels)
+    learn = batch if exclude is None or not exclude.any() else batch.with_values(
+        np.where(exclude, np.nan, batch.values))
     if model is None:
         model = factory().fit(learn.columns(0, warm))
     if observer is not None:
@@ -128,9 +127,7 @@ def replay_partition(
             first = max(0, col - config.fit_window_steps)
             window = learn.columns(first, col)
             clean = np.where(flagged[:, first:col], np.nan, window.values)
-            model = factory().fit(
-                SeriesBatch(window.series_ids, window.start, window.step, clean, window.labels)
-            )
+            model = factory().fit(window.with_values(clean))
             if observer is not None:
                 observer.fitted(col, model)
     return Scores.concat(parts, axis=1), model, ExhaustionRecords.concat(exhaustion)

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from vigil.batch import SeriesBatch
 from vigil.engine.limits import limit_matrix
 from vigil.engine.modelset import load_partition_model, part_path, save_partition_model
-from vigil.engine.partition import partition_of, placement_ids
+from vigil.engine.partition import group_ids, partition_of, placement_ids, placement_shards
 from vigil.engine.pool import Progress, init_worker
 from vigil.engine.records import anomaly_records, exhaustion_records, scores_table
 from vigil.engine.replay import ModelFactory, ReplayConfig, replay_partition
@@ -64,6 +64,7 @@ class PartitionJob:
     model_out: str | None = None  # save the final model here
     ledger: Any = None  # vigil.ledger.capture.LedgerSpec: also return decision records
     fit_origin: tuple[int, int] | None = None  # of model_in: (fit window start, fitted_at)
+    shard: np.ndarray | None = None  # per series_ids entry: its shard (giant placement groups)
 
 
 @dataclass
@@ -126,7 +127,11 @@ def run_job(job: PartitionJob, factory: ModelFactory) -> PartitionResult:
         head = masked_history(store, job.tenant, values[:, :job.keep_from], batch.series_ids,
                               job.start, job.step)
         values = np.concatenate([head, values[:, job.keep_from:]], axis=1)
-    run = SeriesBatch(batch.series_ids, batch.start, batch.step, values, batch.labels)
+    if job.shard is not None:  # shards of giant peer groups, given by the parent
+        batch = SeriesBatch(batch.series_ids, batch.start, batch.step, batch.values,
+                            batch.labels, job.shard[np.searchsorted(job.series_ids,
+                                                                    batch.series_ids)])
+    run = batch.with_values(values)
     limits = (limit_matrix(batch.labels, batch.values, pairs=job.replay.pairs())
               if job.replay.forecast_every_steps > 0 else None)
     exclude = None
@@ -202,14 +207,17 @@ def replay_store(
     catalog = store.modelled_catalog(tenant)
     ids = catalog.column("series_id").to_numpy()
     labels = [parse_labels_json(t) for t in catalog.column("labels").to_pylist()]
-    part = partition_of(placement_ids(labels, replay.pairs()), n_partitions)
+    shard = placement_shards(labels, group_ids(labels))
+    part = partition_of(placement_ids(labels, replay.pairs(), shard), n_partitions)
+    shard_of = shard if shard.any() else None
     jobs = [
-        PartitionJob(str(store.root), tenant, np.sort(ids[part == p]), start, end, step, replay,
+        PartitionJob(str(store.root), tenant, ids[part == p], start, end, step, replay,
                      keep_from, merge_gap_steps, str(parts_dir / f"part-{p:05d}.parquet"),
                      tuple(suppressions), mask_previous,
                      str(part_path(models_in, p)) if models_in else None,
                      str(part_path(models_out, p)) if models_out else None, ledger,
-                     fit_origin if models_in else None)
+                     fit_origin if models_in else None,
+                     None if shard_of is None else shard_of[part == p])
         for p in range(n_partitions) if (part == p).any()
     ]
     results: list[PartitionResult] = []

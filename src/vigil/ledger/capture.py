@@ -205,7 +205,7 @@ def partition_entries(
         return []
     row_of = {int(s): i for i, s in enumerate(batch.series_ids.tolist())}
     # the decision's input group: its placement group, joined with its limit series' group
-    gids = placement_ids(list(batch.labels), window.replay.pairs())
+    gids = placement_ids(list(batch.labels), window.replay.pairs(), batch.shard)
     info = model_info(factory)
     runway = window.replay.runway or RunwayConfig(
         horizon_steps=max(window.replay.horizon_steps, 1),
@@ -241,6 +241,8 @@ def partition_entries(
                 "end_time": format_ms(batch.start + batch.n_steps * batch.step),
                 "keep_from": k, "placement": {p: lab[p] for p in PLACEMENT_BY if p in lab},
                 "series_ids": [str(s) for s in ids.tolist()], "encoding": INPUT_ENCODING,
+                **({"shards": batch.shard[rows].tolist()}
+                   if batch.shard is not None and batch.shard[rows].any() else {}),
                 "values_sha256": stored, "effective_sha256": fed,
                 "mask_previous": window.mask_previous, "exclude_sha256": ex_digest,
                 "suppressions": rules, "continued_model": window.model_in,

@@ -167,7 +167,10 @@ def _replay_engine_group(store: Any, tenant: str, recs: list[dict[str, Any]]
     except ValueError as exc:
         return every("not replayable", [str(exc)])
     cfg = replay_from_json({k: v for k, v in rec["replay"].items() if k != "merge_gap_steps"})
-    run = SeriesBatch(batch.series_ids, start, step, values, batch.labels)
+    if inp.get("shards"):  # the decision's giant peer group was sharded: same shards again
+        batch = SeriesBatch(batch.series_ids, batch.start, batch.step, batch.values,
+                            batch.labels, np.array(inp["shards"], dtype=np.int64))
+    run = batch.with_values(values)
     limits = (limit_matrix(batch.labels, batch.values, pairs=cfg.pairs())
               if cfg.forecast_every_steps > 0 else None)
     observer = FitObserver()
@@ -176,7 +179,7 @@ def _replay_engine_group(store: Any, tenant: str, recs: list[dict[str, Any]]
         origin = (int(inp["fit_origin"]["start"]), int(inp["fit_origin"]["fitted_at"]))
         try:
             model = continued_model(store, tenant, ids, origin, start + keep * step, step,
-                                    factory, cfg, rules, inp["mask_previous"])
+                                    factory, cfg, rules, inp["mask_previous"], batch.shard)
         except ValueError as exc:
             return every("inputs changed", [str(exc)])
         messages.append(f"the model was refitted as recorded (on {format_ms(origin[0])}.."
@@ -285,7 +288,7 @@ def _replay_insight(store: Any, tenant: str, rec: dict[str, Any]) -> dict[str, A
 
 def continued_model(store: Any, tenant: str, ids: np.ndarray, origin: tuple[int, int],
                     begin: int, step: int, factory: Any, cfg: Any, rules: list[Any],
-                    mask_previous: bool) -> Any:
+                    mask_previous: bool, shard: np.ndarray | None = None) -> Any:
     """The state a continued model had at ``begin``: fitted on ``[origin start, fitted_at)``
     exactly as the run that fitted it (earlier anomalies masked), then scored up to ``begin``
     (scoring is causal and chunk-invariant, so the service's tick boundaries do not matter)."""
@@ -312,6 +315,6 @@ def continued_model(store: Any, tenant: str, ids: np.ndarray, origin: tuple[int,
         exclude = exclude if exclude.any() else None
     ocfg = replace(cfg, warmup_steps=warm, refit_every_steps=max(batch.n_steps, 1),
                    forecast_every_steps=0, horizon_steps=0)
-    run = SeriesBatch(batch.series_ids, o_start, step, values, batch.labels)
+    run = SeriesBatch(batch.series_ids, o_start, step, values, batch.labels, shard)
     _, model, _ = replay_partition(run, ocfg, factory, None, exclude)
     return model

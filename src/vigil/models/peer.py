@@ -222,6 +222,15 @@ def _peer_run(
                 rank[idx[q]] = -1
 
 
+def with_shards(groups: np.ndarray, shard: np.ndarray) -> np.ndarray:
+    """Dense group ids of (group, shard) pairs: a sharded group's shards are groups apart."""
+    pairs = np.stack([np.asarray(groups, np.int64), np.asarray(shard, np.int64)], axis=1)
+    if len(pairs) == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, dense = np.unique(pairs, axis=0, return_inverse=True)
+    return dense.ravel().astype(np.int64)
+
+
 class PeerModel(StatefulModel):
     """Robust comparison of each series with its group's other members (see module doc)."""
 
@@ -290,7 +299,8 @@ class PeerModel(StatefulModel):
                     "peer model needs groups: pass group=<int array, one per series> or a "
                     "batch with labels (grouped by group_by)"
                 )
-            return peer_groups(batch.labels, self.group_by)
+            groups = peer_groups(batch.labels, self.group_by)
+            return groups if batch.shard is None else with_shards(groups, batch.shard)
         g = np.asarray(group)
         if g.shape != (batch.n_series,) or not np.issubdtype(g.dtype, np.integer):
             raise ValueError(
