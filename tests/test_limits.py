@@ -67,7 +67,7 @@ def test_stock_exporter_pairs_join_across_jobs():
     np.testing.assert_array_equal(lim[0], [7, 8, 8, 8, 9])
     np.testing.assert_array_equal(lim[3], [2] * 5)
     np.testing.assert_array_equal(lim[6], [100] * 5)
-    np.testing.assert_array_equal(lim[7], [1.0] * 5)  # a usage ratio is bounded by 1
+    np.testing.assert_array_equal(lim[7], [NAN] * 5)  # no default bound on usage ratios
     # cAdvisor's 0 is "unlimited": it does not carry an earlier limit forward
     only_spec = limit_matrix(labels[:1] + labels[4:5], values[[0, 4]])
     np.testing.assert_array_equal(only_spec[0], [7, 7, NAN, NAN, NAN])
