@@ -108,10 +108,12 @@ def test_decisions_of_continued_models_replay_too(tmp_path: Path) -> None:
     # the first run fits; the next continue (a pod that stopped reporting changes its
     # partition's rows, which makes that partition, and the run after, fit again)
     assert runs[0]["refit"] and not runs[1]["refit"]
+    from vigil.ledger.capture import input_record_body
+
     rows = chain.read_records(st, "t", ["id", "body"]).to_pylist()
     continued = {r["id"] for r in rows if json.loads(r["body"])["kind"] in
                  ("anomaly", "exhaustion")
-                 and json.loads(r["body"])["input"].get("continued_model")}
+                 and input_record_body(json.loads(r["body"]), st, "t").get("continued_model")}
     assert len(continued) > 5
     results = [r for r in replay_many(st, "t") if r["id"] in continued]
     statuses = Counter(r["status"] for r in results)

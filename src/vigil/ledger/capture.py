@@ -16,6 +16,7 @@ suppressions), so ``vigil ledger replay`` can reload exactly that and re-run it.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -252,6 +253,20 @@ def partition_entries(
             }
         return inputs[g]
 
+    refs: dict[int, dict[str, Any]] = {}
+
+    def input_ref(row: int) -> dict[str, Any]:
+        """The group's input is kept once, in an ``input`` record named by its digest; each
+        decision refers to it (a group of 10,000 series would otherwise repeat 10,000 ids in
+        every anomaly it made)."""
+        g = int(gids[row])
+        if g not in refs:
+            body = group_input(row)
+            digest = sha256_hex(canonical_json(body))
+            refs[g] = {"ref": f"input:{digest}", "sha256": digest,
+                       "series": len(body["series_ids"])}
+        return refs[g]
+
     out: list[dict[str, Any]] = []
     for a in anomalies:
         subject = f"anomaly:{a['series_id']}:{a['start']}"
@@ -268,7 +283,7 @@ def partition_entries(
         out.append({
             "kind": "anomaly", "subject": subject, "run": run,
             "series": {"id": str(a["series_id"]), "labels": dict(a["labels"])},
-            "input": group_input(row),
+            "input": input_ref(row),
             "model": {**info, "state_sha256": state, "fitted_at": format_ms(
                 batch.start + fit_col * batch.step), "state_scope": "series row at the fit "
                 "before the interval's first step"},
@@ -296,7 +311,7 @@ def partition_entries(
         out.append({
             "kind": "exhaustion", "subject": subject, "run": run,
             "series": {"id": str(r["series_id"]), "labels": dict(r["labels"])},
-            "input": group_input(row),
+            "input": input_ref(row),
             "model": {**runway_info, "state_sha256": None, "detector": info},
             "replay": {**replay_json, "merge_gap_steps": window.merge_gap_steps},
             "thresholds": {"risk_probability_at_least": RISK_PROBABILITY,
@@ -312,4 +327,29 @@ def partition_entries(
                               "hi": "late crossing (90%)"},
             },
         })
+    if only is None:  # the input records the decisions refer to (a replay compares refs only)
+        for g, ref in sorted(refs.items(), key=lambda kv: kv[1]["ref"]):
+            out.append({"kind": "input", "subject": ref["ref"], "run": run,
+                        "input": inputs[g]})
     return out
+
+
+def input_record_body(rec: dict[str, Any], store: Any, tenant: str) -> dict[str, Any]:
+    """The input of an anomaly or exhaustion decision: inline (records written before input
+    records existed) or the ``input`` record it refers to, checked against its digest."""
+    inp = rec["input"]
+    if "ref" not in inp:
+        return dict(inp)
+    from vigil.ledger.chain import read_records
+
+    table = read_records(store, tenant, ["subject", "body"], kinds=["input"])
+    for subject, body in zip(table.column("subject").to_pylist(),
+                             table.column("body").to_pylist(), strict=True):
+        if subject == inp["ref"]:
+            full = json.loads(body)["input"]
+            if sha256_hex(canonical_json(full)) != inp["sha256"]:
+                raise ValueError(f"the input record {inp['ref']} does not hash to the digest "
+                                 "the decision recorded: the ledger was altered")
+            return dict(full)
+    raise KeyError(f"the decision refers to input record {inp['ref']}, which the ledger "
+                   "does not hold")

@@ -45,7 +45,7 @@ RECORD_SCHEMA = "vigil.decision/1"
 CHECKPOINT_SCHEMA = "vigil.checkpoint/1"
 GENESIS = "0" * 64
 BATCH_RECORDS = 50_000  # records per store operation (and per checkpoint)
-KINDS = ("anomaly", "exhaustion", "insight", "suppression", "feedback")
+KINDS = ("anomaly", "exhaustion", "insight", "suppression", "feedback", "input")
 
 RECORDS_ARROW = pa.schema([("seq", pa.int64()), ("id", pa.string()), ("kind", pa.string()),
                            ("subject", pa.string()), ("hash", pa.string()),

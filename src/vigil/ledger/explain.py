@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from vigil.ledger.capture import input_record_body
 from vigil.ledger.chain import find_record, read_records
 
 MAX_MEMBERS = 12
@@ -54,7 +55,7 @@ def explain(store: Any, tenant: str, insight_id: str) -> dict[str, Any]:
     members = []
     for mid in rec["members"][:MAX_MEMBERS]:
         m = find_record(store, tenant, mid)
-        inp, out = m["input"], m["outputs"]
+        inp, out = input_record_body(m, store, tenant), m["outputs"]
         entry: dict[str, Any] = {
             "decision": mid, "kind": m["kind"], "series": m["series"],
             "window": {"start": inp["start_time"], "end": inp["end_time"],

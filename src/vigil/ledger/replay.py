@@ -32,6 +32,7 @@ from vigil.ledger.capture import (
     FitObserver,
     LedgerSpec,
     Window,
+    input_record_body,
     partition_entries,
     rebuild_factory,
     replay_from_json,
@@ -62,6 +63,10 @@ def replay_decision(store: Any, tenant: str, ident: str) -> dict[str, Any]:
         return _replay_engine(store, tenant, rec)
     if kind == "insight":
         return _replay_insight(store, tenant, rec)
+    if kind == "input":
+        return {"id": rec["id"], "kind": kind, "status": "not replayable",
+                "messages": ["an input record is the data of a group of decisions (they refer "
+                             "to it by its digest): replay one of those decisions instead"]}
     return {"id": rec["id"], "kind": kind, "status": "not replayable",
             "messages": [f"a {kind} decision is a person's input, not a computation: it is "
                          "kept and verified, there is nothing to re-run"]}
@@ -85,10 +90,11 @@ def replay_many(store: Any, tenant: str, idents: list[str] | None = None
     input group once for all the decisions it made."""
     from vigil.ledger.chain import read_records
 
-    if idents is None:
+    if idents is None:  # input records are data the decisions refer to, not decisions
         recs = [{**json.loads(b), "id": i, "hash": h} for b, i, h in zip(
             *(read_records(store, tenant, [c]).column(c).to_pylist()
               for c in ("body", "id", "hash")), strict=True)]
+        recs = [r for r in recs if r["kind"] != "input"]
     else:
         recs = [find_record(store, tenant, i) for i in idents]
     groups: dict[bytes, list[dict[str, Any]]] = {}
@@ -123,7 +129,10 @@ def _replay_engine_group(store: Any, tenant: str, recs: list[dict[str, Any]]
     from vigil.engine.stream import masked_history
     from vigil.insights.suppress import exclusion_mask, parse_suppressions
 
-    inp = rec["input"]
+    try:
+        inp = input_record_body(rec, store, tenant)
+    except (KeyError, ValueError) as exc:
+        return every("inputs changed", [str(exc)])
     if inp.get("continued_model") and not inp.get("fit_origin"):
         return every("not replayable", [
             "this decision continued a saved model whose fit is not recorded (made before "
