@@ -5,9 +5,10 @@ N synthetic hourly series x 720 points (30 days; the fleet of :mod:`bench/models
 run) are written into a fresh store and scored by the real command line, in two label layouts:
 
 * ``instance``: one node-exporter job, ``{__name__, job="node", instance="10.a.b.c:9100"}``.
-  ``instance`` is left out of the placement key and of the peer groups, so **every series of a
-  metric is one peer group and the whole tenant is one placement partition** (one worker does
-  everything: the case that used to blow up);
+  ``instance`` is left out of the placement key and of the peer groups, so every series of a
+  metric is one peer group and the whole tenant one placement group (the case that used to
+  blow up: one worker did everything); since the placement groups above
+  ``vigil.engine.partition.MAX_PLACEMENT_SERIES`` (16,384) are sharded, N above that spreads;
 * ``service``: ``{__name__, site (3), namespace, service, pod}``, services of 1-8 pods (the
   generator's replicas, one site per service), so placement spreads over the 16 partitions.
 
