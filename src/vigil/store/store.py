@@ -258,9 +258,12 @@ class Store:
         plan = None
         if series_ids is not None:
             wanted = np.unique(np.asarray(series_ids, dtype=np.int64))
-            plan = self.view_plan(tenant)
-            pos, is_view = plan.view_index(wanted)
-            if is_view.any():
+            _, raw = self._snapshot(tenant, self._head(tenant)).positions(wanted)
+            # the view plan (a parse of the whole catalog) only when some id is not raw
+            plan = self.view_plan(tenant) if not raw.all() else None
+            pos, is_view = (plan.view_index(wanted) if plan is not None
+                            else (raw, np.zeros(len(wanted), dtype=bool)))
+            if plan is not None and is_view.any():
                 views = pos[is_view]
                 sources = np.concatenate([plan.view_sources[p] for p in views])
                 series_ids = np.union1d(wanted[~is_view], sources)
