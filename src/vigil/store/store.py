@@ -327,9 +327,12 @@ class Store:
         active = self.active_ids(tenant, now_ms, ttl_ms)
         plan = self.view_plan(tenant)
         raw = np.intersect1d(active, plan.scored_raw_ids)
-        views = [v for v, src in zip(plan.view_ids.tolist(), plan.view_sources, strict=True)
-                 if np.isin(src, active).any()]
-        return np.union1d(raw, np.array(views, dtype=np.int64))
+        if not len(plan.view_ids):
+            return raw
+        sizes = np.array([len(src) for src in plan.view_sources], dtype=np.int64)
+        hit = np.isin(np.concatenate(plan.view_sources), active).astype(np.int64)
+        live = np.add.reduceat(hit, np.r_[0, np.cumsum(sizes)[:-1]]) > 0  # one isin in all
+        return np.union1d(raw, plan.view_ids[live])
 
     # ------------------------------------------------------- metric types and views
 
