@@ -374,3 +374,20 @@ def test_config_and_cli_take_metric_types_and_limit_pairs(tmp_path: Path):
     res = CliRunner().invoke(app, ["detect", "--store", str(tmp_path / "s"), "--limit-pairs",
                                    str(bad)])
     assert res.exit_code == 2 and "pairs.yaml" in res.output and "Traceback" not in res.output
+
+
+def test_active_modelled_series_follow_their_sources(tmp_path: Path):
+    """A view is active while one of its sources is; raw cumulative series never count."""
+    labs = [{"__name__": "a_total", "pod": "x"}, {"__name__": "a_total", "pod": "y"},
+            {"__name__": "g", "pod": "x"}, {"__name__": "h_bucket", "le": "1", "pod": "x"},
+            {"__name__": "h_bucket", "le": "+Inf", "pod": "x"}]
+    ids = np.array([series_id(ls) for ls in labs])
+    now = 10_000_000
+    store = Store(tmp_path / "s")
+    store.append("t", pa.table({"series_id": ids, "value": np.ones(5),
+                                "timestamp": [now, now - 5_000_000, now, now - 5_000_000, now]}),
+                 pa.table({"series_id": ids, "labels": [labels_json(ls) for ls in labs]}))
+    active = set(store.modelled_active_ids("t", now, 1_000_000).tolist())
+    want = {series_id(labs[2]), series_id({**labs[0], "vigil_view": "rate"})} | {
+        series_id({"__name__": "h", "pod": "x", "vigil_view": q}) for q in ("p50", "p90", "p99")}
+    assert active == want
