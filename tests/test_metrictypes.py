@@ -391,3 +391,17 @@ def test_active_modelled_series_follow_their_sources(tmp_path: Path):
     want = {series_id(labs[2]), series_id({**labs[0], "vigil_view": "rate"})} | {
         series_id({"__name__": "h", "pod": "x", "vigil_view": q}) for q in ("p50", "p90", "p99")}
     assert active == want
+
+
+def test_time_range_comes_from_the_delta_log_and_matches_a_scan(tmp_path: Path):
+    store = Store(tmp_path / "s")
+    assert store.time_range("t") is None
+    for k in range(3):  # three appends: three files with their own statistics
+        lab = {"__name__": "g", "pod": str(k)}
+        store.append("t", pa.table({"series_id": [series_id(lab)] * 2,
+                                    "timestamp": [START + k * DAY, START + k * DAY + 7],
+                                    "value": [1.0, 2.0]}),
+                     pa.table({"series_id": [series_id(lab)], "labels": [labels_json(lab)]}))
+    stats = store.stats("t")
+    assert store.time_range("t") == (stats["min_timestamp"], stats["max_timestamp"]) == (
+        START, START + 2 * DAY + 7)

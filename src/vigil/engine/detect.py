@@ -72,9 +72,10 @@ def detect_store(
     partition's scores table (the ``scores`` schema) as it is stored.  ``complete_only``:
     score only the columns that end at or before ``until`` (a live service)."""
     config = config or BacktestConfig()
-    stats = store.stats(tenant)
-    if not stats["samples"]:
+    span = store.time_range(tenant)  # the Delta log's statistics: no scan of the samples
+    if span is None:
         raise ValueError(f"tenant {tenant!r} holds no samples: ingest data first (vigil ingest)")
+    stats = {"min_timestamp": span[0], "max_timestamp": span[1]}
     cursor = read_cursor(store, tenant)
     step = config.step_ms or (cursor["step"] if cursor else None) or infer_step(
         store.select(tenant, None, stats["min_timestamp"], stats["min_timestamp"] + DAY_MS))

@@ -288,6 +288,29 @@ class Store:
                                [all_labels[i] for i in order])
         return SeriesBatch(ids, int(start), int(step), values, labels)
 
+    def time_range(self, tenant: str) -> tuple[int, int] | None:
+        """``(first, last)`` sample timestamp (ms) of the tenant, None when it holds none: read
+        from the Delta log's per-file statistics, not from the samples (``stats`` scans them;
+        a service tick must not read the whole history)."""
+        if tenant not in self.tenants():
+            return None
+        dt = open_table(self.layout, tenant, self._head(tenant), SAMPLES)
+        if dt is None:
+            return None
+        actions = pa.table(dt.get_add_actions(flatten=True))
+        if actions.num_rows == 0 or "min.timestamp" not in actions.column_names:
+            stats = self.stats(tenant)  # no statistics: count the samples
+            if not stats["samples"]:
+                return None
+            return int(stats["min_timestamp"]), int(stats["max_timestamp"])
+        rows = actions.column("num_records").to_numpy(zero_copy_only=False)
+        keep = rows > 0
+        if not keep.any():
+            return None
+        lo = actions.column("min.timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        hi = actions.column("max.timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        return int(lo[keep].min()), int(hi[keep].max())
+
     # ------------------------------------------------------------- series churn
 
     def mark_stale(self, tenant: str, stale: pa.Table) -> int:
