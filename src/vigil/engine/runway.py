@@ -40,7 +40,7 @@ import numpy as np
 
 from vigil.batch import SeriesBatch
 from vigil.models.exhaustion import Exhaustion, crossing_from_quantiles, time_to_exhaustion
-from vigil.models.peer import DEFAULT_GROUP_BY, peer_groups
+from vigil.models.peer import DEFAULT_GROUP_BY, peer_groups, with_shards
 from vigil.models.trend import LocalTrend, hinge_start, seasonal_drift, seasonal_drift_paths
 
 # 5%..95% every 5%: enough to read p10/p50/p90 crossing times and the probability
@@ -137,7 +137,7 @@ def _seasonal_crossing(batch: SeriesBatch, rows: np.ndarray, usable: np.ndarray,
     hist[cols[None, :] < usable[rows, None]] = np.nan
     if cfg.peer_fill:
         hist = _fill_from_peers(hist, [batch.labels[r] for r in rows] if batch.labels else [],
-                                cfg)
+                                cfg, None if batch.shard is None else batch.shard[rows])
     paths = seasonal_drift_paths(hist, season, cfg.horizon_steps, EXHAUSTION_QUANTILES,
                                  cfg.season_min_post, cfg.hinge_every,
                                  envelope=cfg.envelope_steps)
@@ -146,7 +146,8 @@ def _seasonal_crossing(batch: SeriesBatch, rows: np.ndarray, usable: np.ndarray,
                                    EXHAUSTION_QUANTILES, lim), ok
 
 
-def _fill_from_peers(hist: np.ndarray, labels: list, cfg: RunwayConfig) -> np.ndarray:
+def _fill_from_peers(hist: np.ndarray, labels: list, cfg: RunwayConfig,
+                     shard: np.ndarray | None = None) -> np.ndarray:
     """Rows too young for a season of their own history get the part before their first
     observed value from their replicas (same metric and group labels, see
     :data:`vigil.models.peer.DEFAULT_GROUP_BY`): the median of the established replicas'
@@ -163,6 +164,8 @@ def _fill_from_peers(hist: np.ndarray, labels: list, cfg: RunwayConfig) -> np.nd
     if not young.any() or not established.any():
         return hist
     groups = peer_groups(labels, DEFAULT_GROUP_BY)
+    if shard is not None:  # a sharded giant group: its shards are peer groups apart
+        groups = with_shards(groups, shard)
     wanted = np.isin(groups, groups[young]) & established
     if not wanted.any():
         return hist
