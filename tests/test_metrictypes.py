@@ -82,9 +82,11 @@ def test_filesystem_used_is_size_minus_avail():
     plan, ids = _plan(sets)
     assert list(plan.view_kind) == ["used"]
     assert plan.view_labels[0] == {**sets[0], "vigil_view": "used"}
-    rows = {int(ids[0]): np.array([100.0, 100, 100]), int(ids[1]): np.array([60.0, 50, 40])}
-    np.testing.assert_array_equal(mt.view_values(plan, np.array([0]), rows, 60_000, 3)[0],
-                                  [40, 50, 60])
+    src = np.array(ids[:2])
+    order = np.argsort(src)
+    vals = np.array([[100.0, 100, 100], [60.0, 50, 40]])[order]
+    np.testing.assert_array_equal(
+        mt.view_values(plan, np.array([0]), src[order], vals, 60_000)[0], [40, 50, 60])
 
 
 def test_rates_follow_prometheus_reset_rule():

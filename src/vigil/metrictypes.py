@@ -63,6 +63,15 @@ QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.5), ("p90", 0.9), ("p99", 
 _SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created", "_info")
 
 
+def metric_key(labels: Mapping[str, str]) -> str:
+    """The metric a series stands for: its ``__name__``, or for a derived series
+    ``view(name)`` (``rate(http_requests_total)``, ``p99(http_request_duration_seconds)``): the
+    name insights show and limit pairs match."""
+    name = labels.get(METRIC_LABEL, "")
+    view = labels.get(VIEW_LABEL)
+    return f"{view}({name})" if view else name
+
+
 def check_type(name: str, value: str) -> str:
     """A declared type, validated: one of :data:`METRIC_TYPES` (case-insensitive)."""
     low = str(value).strip().lower()
@@ -318,30 +327,35 @@ def bucket_quantiles(q: float, les: np.ndarray, inc: np.ndarray) -> np.ndarray: 
     return out
 
 
-def view_values(plan: ViewPlan, positions: np.ndarray, source_rows: Mapping[int, np.ndarray],
-                step_ms: int, n_steps: int) -> np.ndarray:
+def view_values(plan: ViewPlan, positions: np.ndarray, ids: np.ndarray, values: np.ndarray,
+                step_ms: int) -> np.ndarray:
     """Values [len(positions), T] of the views at ``positions`` of ``plan``, from the dense
-    rows of their sources (``source_rows``: raw id -> values [T]; a missing source is all
-    NaN)."""
+    rows ``values`` [n, T] of raw series ``ids`` (sorted; a source not among them is all
+    NaN).  Rate views are gathered and computed at once; the loop is over the histograms and
+    capacity pairs only."""
+    n_steps = values.shape[1]
+    padded = np.vstack([values, np.full((1, n_steps), np.nan)])
+
+    def rows(src: np.ndarray) -> np.ndarray:
+        pos = np.clip(np.searchsorted(ids, src), 0, max(len(ids) - 1, 0))
+        found = (pos < len(ids)) & (ids[pos] == src) if len(ids) else np.zeros(len(src), bool)
+        return padded[np.where(found, pos, len(ids))]
+
     out = np.full((len(positions), n_steps), np.nan)
-    empty = np.full(n_steps, np.nan)
-    rate_rows = [r for r, p in enumerate(positions) if plan.view_kind[p] == RATE]
-    if rate_rows:
-        src = np.stack([source_rows.get(int(plan.view_sources[positions[r]][0]), empty)
-                        for r in rate_rows])
-        out[rate_rows] = rates(src, step_ms)
-    for r, p in enumerate(positions):  # a loop over histograms (each a numba kernel)
-        if plan.view_kind[p] == RATE:
-            continue
+    kinds = np.array(plan.view_kind, dtype=object)[np.asarray(positions, dtype=np.int64)]
+    is_rate = kinds == RATE
+    if is_rate.any():
+        first = np.array([plan.view_sources[p][0] for p in positions[is_rate]], dtype=np.int64)
+        out[is_rate] = rates(rows(first), step_ms)
+    for r in np.flatnonzero(~is_rate).tolist():  # histograms and capacity pairs
+        p = int(positions[r])
+        src = rows(plan.view_sources[p])
         if plan.view_kind[p] == USED:
-            size, free = (source_rows.get(int(s), empty) for s in plan.view_sources[p])
-            out[r] = size - free
+            out[r] = src[0] - src[1]
             continue
-        src = np.stack([source_rows.get(int(s), empty) for s in plan.view_sources[p]])
         inc, _ = increases(np.ascontiguousarray(src, dtype=np.float64))
         out[r] = bucket_quantiles(quantile_of(plan.view_kind[p]), plan.view_le[p], inc)
     return out
-
 
 
 _MODELLED = {ROLE_SCORED: "as is", ROLE_SOURCE: "as views", ROLE_IGNORED: "not scored"}

@@ -40,9 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from vigil.metrictypes import VIEW_LABEL, metric_key
+
 DEFAULT_EXPLICIT: dict[str, float] = {"node_disk_usage_ratio": 1.0}
 _LIMIT_TOKEN = "_limit_"
-_VIEW = "vigil_view"
 
 
 @dataclass(frozen=True)
@@ -90,19 +91,12 @@ DEFAULT_PAIRS: tuple[LimitPair, ...] = (
 )
 
 
-def usage_key(labels: Mapping[str, str]) -> str:
-    """``__name__``, or ``view(name)`` for a derived series."""
-    name = labels.get("__name__", "")
-    view = labels.get(_VIEW)
-    return f"{view}({name})" if view else name
-
-
 def _join(labels: Mapping[str, str], on: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
     if on:
         if any(k not in labels for k in on):
             return None
         return tuple((k, labels[k]) for k in on)
-    return tuple(sorted((k, v) for k, v in labels.items() if k not in ("__name__", _VIEW)))
+    return tuple(sorted((k, v) for k, v in labels.items() if k not in ("__name__", VIEW_LABEL)))
 
 
 def pair_rows(labels: Sequence[Mapping[str, str]],
@@ -118,7 +112,7 @@ def pair_rows(labels: Sequence[Mapping[str, str]],
         by_usage.setdefault(pair.usage, []).append(pair)
     index: dict[tuple[int, tuple[tuple[str, str], ...]], int] = {}
     for row, ls in enumerate(labels):
-        if _VIEW in ls:
+        if VIEW_LABEL in ls:
             continue
         for pair in by_limit.get(ls.get("__name__", ""), ()):
             if all(ls.get(k) == v for k, v in pair.match):
@@ -127,7 +121,7 @@ def pair_rows(labels: Sequence[Mapping[str, str]],
                     index.setdefault((id(pair), key), row)
     out = []
     for row, ls in enumerate(labels):
-        for pair in by_usage.get(usage_key(ls), ()):
+        for pair in by_usage.get(metric_key(ls), ()):
             key = _join(ls, pair.on)
             hit = index.get((id(pair), key)) if key is not None else None
             if hit is not None and hit != row:
@@ -209,6 +203,6 @@ def limit_matrix(
         out[usage] = np.where(np.isfinite(filled), filled, out[usage])
     for row, ls in enumerate(labels):
         const = explicit.get(ls.get("__name__", ""))
-        if const is not None and _VIEW not in ls:
+        if const is not None and VIEW_LABEL not in ls:
             out[row] = const
     return out

@@ -50,10 +50,10 @@ from vigil.insights.text import (
     friendly_metric,
     hhmm,
     join_words,
-    metric_of,
     near_time,
     scope_phrase,
 )
+from vigil.metrictypes import metric_key
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -173,7 +173,7 @@ def _effects(series: Sequence[tuple[int, Mapping[str, str]]], onset: int, end: i
             continue
         mb, md = float(np.median(b)), float(np.median(d))
         if mb > 0 and md >= 0:
-            ratios.setdefault(metric_of(labels), []).append(md / mb)
+            ratios.setdefault(metric_key(labels), []).append(md / mb)
     return {m: round(float(median(r)), 4) for m, r in ratios.items()
             if r and math.isfinite(median(r))}
 
@@ -188,7 +188,7 @@ def _severity_reactive(burst: float, n_series: int, peak: float, duration_ms: in
 def _metrics(anoms: Sequence[Anomaly]) -> list[str]:
     count: dict[str, set[int]] = {}
     for a in anoms:
-        count.setdefault(metric_of(a.labels), set()).add(a.series_id)
+        count.setdefault(metric_key(a.labels), set()).add(a.series_id)
     return sorted(count, key=lambda m: (-len(count[m]), m))
 
 

@@ -18,17 +18,6 @@ FRIENDLY_METRICS: dict[str, str] = {
 _SUFFIXES = ("_total", "_seconds", "_bytes", "_ratio", "_cores", "_count", "_per_second")
 
 
-VIEW_LABEL = "vigil_view"  # vigil.metrictypes: a derived series (a counter's rate...)
-
-
-def metric_of(labels: Mapping[str, str]) -> str:
-    """The metric an insight names for a series: its ``__name__``, or for a derived series
-    ``view(name)`` (``rate(http_requests_total)``, ``p99(http_request_duration_seconds)``)."""
-    name = labels.get("__name__", "")
-    view = labels.get(VIEW_LABEL)
-    return f"{view}({name})" if view else name
-
-
 def friendly_metric(name: str) -> str:
     """A known metric's plain name, else the name without its unit suffix, underscores as
     spaces (``queue_depth_total`` -> ``queue depth``); a derived series ``view(name)`` reads

@@ -275,8 +275,7 @@ class Store:
         texts = snap.table.column("labels").combine_chunks().take(pa.array(pos)).to_pylist()
         labels = [parse_labels_json(t) for t in texts] if len(ids) else []
         if len(views) and plan is not None:
-            rows = {int(i): values[r] for r, i in enumerate(ids)}
-            derived = mt.view_values(plan, views, rows, int(step), values.shape[1])
+            derived = mt.view_values(plan, views, ids, values, int(step))
             keep_raw = np.isin(ids, raw_wanted)
             has = ~np.isnan(derived).all(axis=1)
             all_ids = np.concatenate([ids[keep_raw], plan.view_ids[views][has]])
